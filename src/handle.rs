@@ -1,0 +1,115 @@
+//! [`ConnectionHandle`]: a connection kept for later, usable from any callback.
+
+use std::hash::{Hash, Hasher};
+use std::rc::Weak;
+
+use crate::reactor::{Core, Deferred, SlotId};
+use crate::tcp::connection::{self, HandleOp};
+use crate::{Address, Transport};
+
+/// A reference to a connection that outlives the callback it was taken in
+/// ([`Cx::handle`](crate::Cx::handle)). It is `(slot, generation)`: once the connection is gone
+/// every operation is a no-op, and it can never reach a newer connection that reused the slot.
+///
+/// Writing through a handle from inside another connection's callback is the idiom for
+/// broadcasting (see `examples/chat.rs`).
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    core: Weak<Core>,
+    id: SlotId,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(core: Weak<Core>, id: SlotId) -> Self {
+        ConnectionHandle { core, id }
+    }
+
+    /// A handle that refers to no connection (what [`Cx::new`](crate::Cx::new) gives).
+    pub(crate) fn detached() -> Self {
+        ConnectionHandle {
+            core: Weak::new(),
+            id: SlotId::default(),
+        }
+    }
+
+    fn op(&self, op: HandleOp<'_>) {
+        if let Some(core) = self.core.upgrade() {
+            connection::handle_op(&core, self.id, op);
+        }
+    }
+
+    /// Writes to the connection (see [`Transport::write`]).
+    pub fn write(&self, data: &[u8]) {
+        self.op(HandleOp::Write(data));
+    }
+
+    /// Writes several buffers (see [`Transport::write_vectored`]).
+    pub fn write_vectored(&self, bufs: &[&[u8]]) {
+        self.op(HandleOp::WriteVectored(bufs));
+    }
+
+    /// Closes gracefully after sending what is buffered.
+    pub fn lose_connection(&self) {
+        self.op(HandleOp::Other(Deferred::LoseConnection));
+    }
+
+    /// Closes now, dropping what is buffered.
+    pub fn abort_connection(&self) {
+        self.op(HandleOp::Other(Deferred::AbortConnection));
+    }
+
+    /// Half-closes the write side after sending what is buffered.
+    pub fn lose_write_connection(&self) {
+        self.op(HandleOp::Other(Deferred::LoseWriteConnection));
+    }
+
+    /// Stops reading from the connection.
+    pub fn pause_producing(&self) {
+        self.op(HandleOp::Other(Deferred::PauseProducing));
+    }
+
+    /// Resumes reading.
+    pub fn resume_producing(&self) {
+        self.op(HandleOp::Other(Deferred::ResumeProducing));
+    }
+
+    /// True while the connection is open and not closing.
+    pub fn is_connected(&self) -> bool {
+        self.inspect(|t| t.is_connected()).unwrap_or(false)
+    }
+
+    /// The peer's address, while the connection exists.
+    pub fn peer(&self) -> Option<Address> {
+        self.inspect(|t| t.peer())
+    }
+
+    /// Bytes waiting to be sent, while the connection exists.
+    pub fn buffered_len(&self) -> Option<usize> {
+        self.inspect(|t| t.buffered_len())
+    }
+
+    fn inspect<R>(&self, f: impl FnOnce(&dyn Transport) -> R) -> Option<R> {
+        let core = self.core.upgrade()?;
+        connection::inspect(&core, self.id, |t| f(t))
+    }
+}
+
+impl PartialEq for ConnectionHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && Weak::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl Eq for ConnectionHandle {}
+
+impl Hash for ConnectionHandle {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectionHandle({}#{})", self.id.key, self.id.generation)
+    }
+}

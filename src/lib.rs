@@ -1,0 +1,57 @@
+//! # torsion
+//!
+//! Twisted's event-driven networking model (reactor, protocols, factories, delayed calls)
+//! in Rust, directly on the operating system's readiness API through `mio`.
+//!
+//! | Twisted | torsion |
+//! | --- | --- |
+//! | `reactor.run()` / `stop()` | [`Reactor::run`], [`Reactor::stop`] |
+//! | `reactor.callLater` → `IDelayedCall` | [`Reactor::call_later`] → [`DelayedCall`] |
+//! | `callWhenRunning`, `addSystemEventTrigger` | [`Reactor::call_when_running`], [`Reactor::add_system_event_trigger`] |
+//! | `callFromThread`, `callInThread` | [`ReactorHandle::call_from_thread`], [`Reactor::call_in_thread`] |
+//! | `listenTCP`, `connectTCP` | [`Reactor::listen_tcp`], [`Reactor::connect_tcp`] |
+//! | `Protocol` | [`Protocol`] (callbacks get a [`Cx`]) |
+//! | `Factory`, `ClientFactory` | [`Factory`], [`ClientFactory`] |
+//! | `IConnector` | [`Connector`] |
+//! | `ITransport` | [`Transport`] |
+//! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
+//!
+//! ```no_run
+//! use std::rc::Rc;
+//! use torsion::{factory::from_fn, Cx, Protocol, Reactor};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, cx: &mut Cx<'_>, data: &[u8]) {
+//!         cx.transport().write(data);
+//!     }
+//! }
+//!
+//! let reactor = Reactor::new()?;
+//! reactor.listen_tcp(8000, Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))))?;
+//! reactor.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod address;
+mod error;
+pub mod factory;
+mod handle;
+mod protocol;
+pub mod reactor;
+mod reason;
+pub mod tcp;
+pub mod testing;
+mod transport;
+
+pub use address::Address;
+pub use error::{CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError};
+pub use factory::{ClientFactory, Factory};
+pub use handle::ConnectionHandle;
+pub use protocol::{Cx, Protocol};
+pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, TriggerId};
+pub use reason::Reason;
+pub use tcp::connector::Connector;
+pub use tcp::{ConnectorState, ListeningPort, TcpConnectOptions, TcpListenOptions};
+pub use transport::Transport;

@@ -1,0 +1,12 @@
+//! TCP: connections ([`connection`]), listening ports ([`port`]) and connectors
+//! ([`connector`]) (Twisted's `twisted.internet.tcp`).
+
+pub(crate) mod connection;
+pub(crate) mod connector;
+pub(crate) mod port;
+
+pub(crate) use connection::Connection;
+pub(crate) use connector::Connecting;
+pub use connector::{ConnectorState, TcpConnectOptions};
+pub(crate) use port::Listener;
+pub use port::{ListeningPort, TcpListenOptions};

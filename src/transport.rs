@@ -1,0 +1,87 @@
+//! The transport interface a protocol writes through (Twisted's `ITransport` and
+//! `ITCPTransport`).
+//!
+//! TCP connections and [`testing::StringTransport`](crate::testing::StringTransport) both
+//! implement [`Transport`], so protocol code is tested without sockets.
+
+use std::io;
+
+use crate::Address;
+
+/// What a protocol can do with its connection.
+///
+/// Every method is safe to call at any time: writing to or closing a transport that is
+/// closing or closed does nothing, never panics.
+pub trait Transport {
+    /// Queues `data` for sending. TCP transports try `send(2)` at once and keep only what the
+    /// kernel did not take. Never blocks.
+    fn write(&mut self, data: &[u8]);
+
+    /// Writes several buffers as if by one `write` each, in one system call where possible
+    /// (Twisted's `writeSequence`).
+    fn write_vectored(&mut self, bufs: &[&[u8]]) {
+        for b in bufs {
+            self.write(b);
+        }
+    }
+
+    /// Closes gracefully: stops reading, sends every byte already written, then closes.
+    /// `connection_lost` then gets [`Reason::ConnectionDone`](crate::Reason::ConnectionDone).
+    fn lose_connection(&mut self);
+
+    /// Closes now, dropping unsent bytes (the peer sees a reset).
+    /// `connection_lost` gets [`Reason::ConnectionAborted`](crate::Reason::ConnectionAborted)
+    /// after the current callback returns.
+    fn abort_connection(&mut self);
+
+    /// Half-close: sends what is buffered, then shuts down the write side. Reading goes on.
+    fn lose_write_connection(&mut self);
+
+    /// Stops reading from the connection (flow control on inbound data).
+    fn pause_producing(&mut self);
+
+    /// Resumes reading after [`Transport::pause_producing`].
+    fn resume_producing(&mut self);
+
+    /// Stops for good: the same as [`Transport::lose_connection`], as in Twisted.
+    fn stop_producing(&mut self) {
+        self.lose_connection();
+    }
+
+    /// The address of the other end.
+    fn peer(&self) -> Address;
+
+    /// The address of this end.
+    fn host(&self) -> Address;
+
+    /// Bytes written but not yet handed to the kernel.
+    fn buffered_len(&self) -> usize;
+
+    /// True once `lose_connection` or `abort_connection` was called.
+    fn is_disconnecting(&self) -> bool;
+
+    /// True until the connection is closed.
+    fn is_connected(&self) -> bool;
+
+    /// Sets `TCP_NODELAY` (off by default, as in Twisted).
+    fn set_tcp_nodelay(&mut self, enabled: bool) -> io::Result<()> {
+        let _ = enabled;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Reads `TCP_NODELAY`.
+    fn tcp_nodelay(&self) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Sets `SO_KEEPALIVE` (off by default, as in Twisted).
+    fn set_tcp_keepalive(&mut self, enabled: bool) -> io::Result<()> {
+        let _ = enabled;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Reads `SO_KEEPALIVE`.
+    fn tcp_keepalive(&self) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
