@@ -1,6 +1,7 @@
 //! Protocols: one object per connection, driven through callbacks (Twisted's `Protocol`).
 
 use crate::handle::ConnectionHandle;
+use crate::reactor::SlotId;
 use crate::{Reactor, Reason, Transport};
 
 /// The context lent to every protocol callback: this connection's transport, the reactor,
@@ -12,7 +13,8 @@ use crate::{Reactor, Reason, Transport};
 pub struct Cx<'a> {
     transport: &'a mut dyn Transport,
     reactor: &'a Reactor,
-    handle: ConnectionHandle,
+    /// The connection's slot; the handle is built only when asked for.
+    id: Option<SlotId>,
 }
 
 impl<'a> Cx<'a> {
@@ -40,19 +42,19 @@ impl<'a> Cx<'a> {
         Cx {
             transport,
             reactor,
-            handle: ConnectionHandle::detached(),
+            id: None,
         }
     }
 
-    pub(crate) fn with_handle(
+    pub(crate) fn for_connection(
         transport: &'a mut dyn Transport,
         reactor: &'a Reactor,
-        handle: ConnectionHandle,
+        id: SlotId,
     ) -> Self {
         Cx {
             transport,
             reactor,
-            handle,
+            id: Some(id),
         }
     }
 
@@ -68,7 +70,10 @@ impl<'a> Cx<'a> {
 
     /// A handle to this connection that can be stored and used from any later callback.
     pub fn handle(&self) -> ConnectionHandle {
-        self.handle.clone()
+        match self.id {
+            Some(id) => ConnectionHandle::new(self.reactor.weak(), id),
+            None => ConnectionHandle::detached(),
+        }
     }
 
     /// Shorthand for `cx.transport().write(data)`.

@@ -227,11 +227,10 @@ impl Transport for TcpTransport {
 impl Connection {
     /// Calls one protocol callback with a `Cx`, catching a panic (which aborts the connection).
     pub(crate) fn call(&mut self, reactor: &Reactor, f: impl FnOnce(&mut dyn Protocol, &mut Cx<'_>)) {
-        let handle = crate::ConnectionHandle::new(reactor.weak(), self.t.id);
         let Connection { t, protocol, .. } = self;
-        let peer = t.peer;
+        let (peer, id) = (t.peer, t.id);
         let res = guard("protocol callback", || {
-            let mut cx = Cx::with_handle(t, reactor, handle);
+            let mut cx = Cx::for_connection(t, reactor, id);
             f(&mut **protocol, &mut cx)
         });
         if let Err(msg) = res {
@@ -520,6 +519,9 @@ pub(crate) fn finish(reactor: &Reactor, id: SlotId) {
             let _ = sock.shutdown(Shutdown::Both);
         }
         _ => {}
+    }
+    if !reason.is_clean() {
+        tracing::debug!(peer = %conn.t.peer, "connection lost: {reason}");
     }
     let r = reason.clone();
     conn.call(reactor, move |p, cx| p.connection_lost(cx, r));
