@@ -46,7 +46,9 @@ pub mod testing;
 mod transport;
 
 pub use address::Address;
-pub use error::{CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError};
+pub use error::{
+    CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError,
+};
 pub use factory::{ClientFactory, Factory};
 pub use handle::ConnectionHandle;
 pub use protocol::{Cx, Protocol};
