@@ -253,7 +253,7 @@ pub fn check_lifecycle(log: &Log) -> Reason {
 }
 
 /// A server or client factory from a closure that builds a protocol per connection.
-pub fn factory<F>(build: F) -> Rc<impl Factory + ClientFactory>
+pub fn factory<F>(build: F) -> Rc<impl ClientFactory>
 where
     F: Fn() -> Box<dyn Protocol> + 'static,
 {
@@ -274,7 +274,7 @@ pub struct Discard;
 
 impl Protocol for Discard {}
 
-pub fn echo_factory() -> Rc<impl Factory + ClientFactory> {
+pub fn echo_factory() -> Rc<impl ClientFactory> {
     factory(|| Box::new(Echo))
 }
 
