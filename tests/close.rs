@@ -26,13 +26,15 @@ fn lose_connection_after_8_mib_write_delivers_every_byte() {
     let l = log.clone();
     let buffered = Rc::new(Cell::new(0usize));
     let b = buffered.clone();
+    let big = Rc::new(pattern(BIG));
     let addr = listen(
         &r,
         factory(move || {
             let b = b.clone();
+            let big = big.clone();
             Rec::new(&l)
                 .on_made(move |cx| {
-                    cx.transport().write(&pattern(BIG));
+                    cx.transport().write(&big);
                     b.set(cx.transport().buffered_len());
                     cx.transport().lose_connection();
                 })
@@ -42,7 +44,7 @@ fn lose_connection_after_8_mib_write_delivers_every_byte() {
     let client = client_then_stop(&r, move || {
         let mut s = small_window_client(addr);
         // Let the server's write fill every buffer before reading.
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
         let (data, err) = read_until_closed(&mut s);
         (data, err.map(|e| e.to_string()))
     });
@@ -83,15 +85,17 @@ fn abort_connection_after_8_mib_write_drops_the_buffer() {
     let buffered = Rc::new(Cell::new(0usize));
     let b = buffered.clone();
     let (aborted_tx, aborted_rx) = mpsc::channel::<()>();
+    let big = Rc::new(pattern(BIG));
     let addr = listen(
         &r,
         factory(move || {
             let b = b.clone();
             let tx = aborted_tx.clone();
+            let big = big.clone();
             Rec::new(&l)
                 .on_made(move |cx| {
                     let h = cx.handle();
-                    cx.transport().write(&pattern(BIG));
+                    cx.transport().write(&big);
                     b.set(cx.transport().buffered_len());
                     cx.transport().abort_connection();
                     cx.transport().write(b"AFTER ABORT");
