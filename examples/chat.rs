@@ -10,23 +10,19 @@
 //! nc 127.0.0.1 8000    # in two or more terminals
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use torsion::{Address, ConnectionHandle, Cx, Factory, Protocol, Reactor};
+use torsion::{Address, ConnectionHandle, Cx, Factory, Protocol, Reactor, Reason};
 
 /// Longest line a member may send before being disconnected; keeps memory bounded.
 const MAX_LINE: usize = 16 * 1024;
 
-/// What the connections share: the members, by id and handle. Borrows of it stay inside one
-/// callback; writing through a handle runs no protocol code, so it is safe while borrowed.
-#[derive(Default)]
-pub struct Room {
-    members: Vec<(u64, ConnectionHandle)>,
-    next_id: u64,
-}
+/// What the connections share: the members, by id and handle.
+pub type Room = Vec<(u64, ConnectionHandle)>;
 
-/// One member: its name (the peer address), its place in the room and a partial line.
+/// One member: its id, its name (the peer address) and the start of a line not yet ended.
+#[derive(Default)]
 pub struct Chatter {
     room: Rc<RefCell<Room>>,
     id: u64,
@@ -37,24 +33,18 @@ pub struct Chatter {
 impl Protocol for Chatter {
     fn connection_made(&mut self, cx: &mut Cx<'_>) {
         self.name = cx.transport().peer().to_string();
-        let others = {
-            let mut room = self.room.borrow_mut();
-            self.id = room.next_id;
-            room.next_id += 1;
-            room.members.push((self.id, cx.handle()));
-            room.members.len() - 1
-        };
+        self.room.borrow_mut().push((self.id, cx.handle()));
+        let others = self.room.borrow().len() - 1;
         cx.write(format!("* welcome, {} with {others} other(s)\r\n", self.name).as_bytes());
     }
 
     fn data_received(&mut self, cx: &mut Cx<'_>, data: &[u8]) {
         self.line.extend_from_slice(data);
         while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
-            let room = self.room.borrow();
-            for (_, member) in room.members.iter().filter(|(id, _)| *id != self.id) {
+            // Writing through a handle runs no protocol code, so the room may stay borrowed.
+            for (_, member) in self.room.borrow().iter().filter(|(id, _)| *id != self.id) {
                 member.write_vectored(&[self.name.as_bytes(), b": ", &self.line[..=end]]);
             }
-            drop(room);
             self.line.drain(..=end);
         }
         if self.line.len() > MAX_LINE {
@@ -62,29 +52,27 @@ impl Protocol for Chatter {
         }
     }
 
-    fn connection_lost(&mut self, _cx: &mut Cx<'_>, _reason: torsion::Reason) {
-        self.room
-            .borrow_mut()
-            .members
-            .retain(|(id, _)| *id != self.id);
+    fn connection_lost(&mut self, _cx: &mut Cx<'_>, _reason: Reason) {
+        self.room.borrow_mut().retain(|(id, _)| *id != self.id);
     }
 }
 
-/// Builds a [`Chatter`] per connection, all sharing one [`Room`].
+/// Owns the [`Room`] and builds a [`Chatter`] in it per connection.
 #[derive(Default)]
 pub struct ChatFactory {
     /// The room every connection of this factory joins.
     pub room: Rc<RefCell<Room>>,
+    next_id: Cell<u64>,
 }
 
 impl Factory for ChatFactory {
     fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
-        let (room, name, line) = (self.room.clone(), String::new(), Vec::new());
+        self.next_id.set(self.next_id.get() + 1);
+        let (room, id) = (self.room.clone(), self.next_id.get());
         Some(Box::new(Chatter {
             room,
-            id: 0,
-            name,
-            line,
+            id,
+            ..Default::default()
         }))
     }
 }
@@ -101,7 +89,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use torsion::Reason;
     use torsion::testing::StringTransport;
 
     // Broadcast goes through real connection handles (tests/chat_loopback.rs covers it);
@@ -115,7 +102,7 @@ mod tests {
         let mut pb = factory.build_protocol(&Address::Unknown).unwrap();
         pa.connection_made(&mut Cx::new(&mut a, &reactor));
         pb.connection_made(&mut Cx::new(&mut b, &reactor));
-        assert_eq!(factory.room.borrow().members.len(), 2);
+        assert_eq!(factory.room.borrow().len(), 2);
         assert!(a.value().ends_with(b"with 0 other(s)\r\n"));
         assert!(b.value().ends_with(b"with 1 other(s)\r\n"));
         let (a_len, b_len) = (a.value().len(), b.value().len());
@@ -124,9 +111,9 @@ mod tests {
         pa.data_received(&mut Cx::new(&mut a, &reactor), b"lo\r\nagain\n");
         assert_eq!((a.value().len(), b.value().len()), (a_len, b_len));
         pa.connection_lost(&mut Cx::new(&mut a, &reactor), Reason::ConnectionDone);
-        assert_eq!(factory.room.borrow().members.len(), 1);
+        assert_eq!(factory.room.borrow().len(), 1);
         pb.connection_lost(&mut Cx::new(&mut b, &reactor), Reason::ConnectionDone);
-        assert_eq!(factory.room.borrow().members.len(), 0);
+        assert_eq!(factory.room.borrow().len(), 0);
     }
 
     #[test]
