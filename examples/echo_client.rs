@@ -42,7 +42,6 @@ impl Protocol for EchoClient {
 
 /// Retries a failed connection after `delay`, [`RETRIES`] times; stops the reactor at the end.
 pub struct EchoClientFactory {
-    reactor: Reactor,
     delay: Duration,
     failures: Cell<u32>,
 }
@@ -55,23 +54,28 @@ impl Factory for EchoClientFactory {
 
 impl ClientFactory for EchoClientFactory {
     fn client_connection_failed(&self, connector: &Connector, reason: ConnectError) {
+        let Some(reactor) = connector.reactor() else {
+            return;
+        };
         self.failures.set(self.failures.get() + 1);
         println!("connection failed: {reason}");
         if self.failures.get() > RETRIES {
             println!("giving up");
-            let _ = self.reactor.stop();
+            let _ = reactor.stop();
             return;
         }
         println!("trying again in {:?}", self.delay);
         let connector = connector.clone();
-        self.reactor.call_later(self.delay, move |_| {
+        reactor.call_later(self.delay, move |_| {
             let _ = connector.connect();
         });
     }
 
-    fn client_connection_lost(&self, _connector: &Connector, reason: Reason) {
+    fn client_connection_lost(&self, connector: &Connector, reason: Reason) {
         println!("done: {reason}");
-        let _ = self.reactor.stop();
+        if let Some(reactor) = connector.reactor() {
+            let _ = reactor.stop();
+        }
     }
 }
 
@@ -79,11 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::args().nth(1).map_or(Ok(8000), |p| p.parse())?;
     let reactor = Reactor::new()?;
     let (delay, failures) = (Duration::from_secs(1), Cell::new(0));
-    let factory = EchoClientFactory {
-        reactor: reactor.clone(),
-        delay,
-        failures,
-    };
+    let factory = EchoClientFactory { delay, failures };
     reactor.connect_tcp("127.0.0.1", port, Rc::new(factory));
     reactor.run()?;
     Ok(())
@@ -120,7 +120,6 @@ mod tests {
             .unwrap()
             .port();
         let factory = Rc::new(EchoClientFactory {
-            reactor: reactor.clone(),
             delay: Duration::from_millis(10),
             failures: Cell::new(0),
         });

@@ -73,17 +73,24 @@ impl ConnectionHandle {
         self.op(HandleOp::Other(Deferred::ResumeProducing));
     }
 
-    /// True while the connection is open and not closing.
+    /// True while the connection is open and not closing. While the connection itself is
+    /// in one of its own callbacks it cannot be inspected from outside and counts as
+    /// connected; use `cx.transport()` there.
     pub fn is_connected(&self) -> bool {
-        self.inspect(|t| t.is_connected()).unwrap_or(false)
+        match self.core.upgrade() {
+            Some(core) if connection::is_busy(&core, self.id) => true,
+            _ => self.inspect(|t| t.is_connected()).unwrap_or(false),
+        }
     }
 
-    /// The peer's address, while the connection exists.
+    /// The peer's address, while the connection exists and is not in one of its own
+    /// callbacks.
     pub fn peer(&self) -> Option<Address> {
         self.inspect(|t| t.peer())
     }
 
-    /// Bytes waiting to be sent, while the connection exists.
+    /// Bytes waiting to be sent, while the connection exists and is not in one of its own
+    /// callbacks.
     pub fn buffered_len(&self) -> Option<usize> {
         self.inspect(|t| t.buffered_len())
     }

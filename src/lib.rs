@@ -14,6 +14,7 @@
 //! | `Factory`, `ClientFactory` | [`Factory`], [`ClientFactory`] |
 //! | `IConnector` | [`Connector`] |
 //! | `ITransport` | [`Transport`] |
+//! | `IPushProducer` / `IPullProducer`, `registerProducer` | [`Producer`], [`Transport::register_producer`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
 //!
 //! ```no_run
@@ -38,6 +39,7 @@ mod address;
 mod error;
 pub mod factory;
 mod handle;
+pub mod producer;
 mod protocol;
 pub mod reactor;
 mod reason;
@@ -51,6 +53,7 @@ pub use error::{
 };
 pub use factory::{ClientFactory, Factory};
 pub use handle::ConnectionHandle;
+pub use producer::{Producer, RegisterProducerError};
 pub use protocol::{Cx, Protocol};
 pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, TriggerId};
 pub use reason::Reason;

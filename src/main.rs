@@ -1,5 +1,6 @@
 //! The `torsion` command: ready-made servers built on the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::rc::Rc;
 
@@ -64,6 +65,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -131,4 +131,15 @@ pub trait Protocol: 'static {
     fn write_connection_lost(&mut self, cx: &mut Cx<'_>) {
         let _ = cx;
     }
+
+    /// More than the high water mark is waiting to be sent: stop writing for now (asyncio's
+    /// `pause_writing`, for protocols that do not register a producer).
+    fn pause_writing(&mut self, cx: &mut Cx<'_>) {
+        let _ = cx;
+    }
+
+    /// The write buffer fell to the low water mark after a [`Protocol::pause_writing`].
+    fn resume_writing(&mut self, cx: &mut Cx<'_>) {
+        let _ = cx;
+    }
 }

@@ -7,6 +7,7 @@
 use std::io;
 
 use crate::Address;
+use crate::producer::{Producer, RegisterProducerError};
 
 /// What a protocol can do with its connection.
 ///
@@ -62,6 +63,26 @@ pub trait Transport {
 
     /// True until the connection is closed.
     fn is_connected(&self) -> bool;
+
+    /// Registers `producer` as the source of this transport's outgoing data (Twisted's
+    /// `registerProducer`). `streaming` producers are paused above the high water mark and
+    /// resumed at the low one; pull producers get `resume_producing` once at once and then each
+    /// time the buffer drains. While a pull producer is registered, `lose_connection` waits for
+    /// it to unregister. See [`crate::producer`].
+    fn register_producer(
+        &mut self,
+        producer: Box<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), RegisterProducerError>;
+
+    /// Forgets the registered producer (it gets no more calls).
+    fn unregister_producer(&mut self);
+
+    /// Sets the write buffer's high and low water marks (64 KiB and 16 KiB by default).
+    fn set_write_buffer_limits(&mut self, high: usize, low: usize);
+
+    /// The write buffer's (high, low) water marks.
+    fn write_buffer_limits(&self) -> (usize, usize);
 
     /// Sets `TCP_NODELAY` (off by default, as in Twisted).
     fn set_tcp_nodelay(&mut self, enabled: bool) -> io::Result<()> {

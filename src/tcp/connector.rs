@@ -217,6 +217,12 @@ impl Connector {
         (&self.inner.host, self.inner.port)
     }
 
+    /// The reactor this connector belongs to (`None` once it is dropped). Handy in
+    /// [`ClientFactory`] callbacks, to wait before `connect` again or to stop.
+    pub fn reactor(&self) -> Option<Reactor> {
+        self.inner.core.upgrade().map(Reactor::from_core)
+    }
+
     /// Where the connector is in its life.
     pub fn state(&self) -> ConnectorState {
         self.inner.state.get()

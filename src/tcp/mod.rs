@@ -1,5 +1,5 @@
-//! TCP: connections ([`connection`]), listening ports ([`port`]) and connectors
-//! ([`connector`]) (Twisted's `twisted.internet.tcp`).
+//! TCP: connections, listening ports ([`ListeningPort`]) and connectors
+//! ([`Connector`](crate::Connector)) (Twisted's `twisted.internet.tcp`).
 
 pub(crate) mod connection;
 pub(crate) mod connector;

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::producer::{Producer, RegisterProducerError, WaterMarks};
 use crate::{Address, Transport};
 
 /// Whether the transport is reading (Twisted's `producerState`).
@@ -19,7 +20,9 @@ pub enum ProducerState {
 /// protocols (Twisted's `proto_helpers.StringTransport`). Use it with [`Cx::new`](crate::Cx::new).
 ///
 /// The default peer is `192.168.1.1:54321` and the default host `10.0.0.1:12345`, as in
-/// Twisted.
+/// Twisted. What was written counts as buffered until [`StringTransport::clear`] or
+/// [`StringTransport::take`], so the write-buffer water marks can be tested with it
+/// ([`StringTransport::writing_paused`]).
 ///
 /// ```
 /// use torsion::Transport;
@@ -31,7 +34,6 @@ pub enum ProducerState {
 /// assert_eq!(t.value(), b"abc");
 /// assert!(t.disconnecting());
 /// ```
-#[derive(Debug, Clone)]
 pub struct StringTransport {
     io: Vec<u8>,
     disconnecting: bool,
@@ -42,6 +44,21 @@ pub struct StringTransport {
     host: Address,
     nodelay: bool,
     keepalive: bool,
+    producer: Option<Box<dyn Producer>>,
+    streaming: bool,
+    marks: WaterMarks,
+}
+
+impl std::fmt::Debug for StringTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StringTransport")
+            .field("value", &String::from_utf8_lossy(&self.io))
+            .field("disconnecting", &self.disconnecting)
+            .field("disconnected", &self.disconnected)
+            .field("producer_state", &self.producer_state)
+            .field("has_producer", &self.producer.is_some())
+            .finish()
+    }
 }
 
 impl Default for StringTransport {
@@ -71,6 +88,9 @@ impl StringTransport {
             host,
             nodelay: false,
             keepalive: false,
+            producer: None,
+            streaming: false,
+            marks: WaterMarks::default(),
         }
     }
 
@@ -82,11 +102,29 @@ impl StringTransport {
     /// Forgets what was written.
     pub fn clear(&mut self) {
         self.io.clear();
+        let _ = self.marks.update(0);
     }
 
     /// Takes what was written, leaving the record empty.
     pub fn take(&mut self) -> Vec<u8> {
+        let _ = self.marks.update(0);
         std::mem::take(&mut self.io)
+    }
+
+    /// True while more than the high water mark is recorded (and not yet cleared): a
+    /// streaming producer would be paused now.
+    pub fn writing_paused(&self) -> bool {
+        self.marks.is_paused()
+    }
+
+    /// The registered producer, to drive it by hand.
+    pub fn producer_mut(&mut self) -> Option<&mut (dyn Producer + 'static)> {
+        self.producer.as_deref_mut()
+    }
+
+    /// True if the registered producer is streaming (push).
+    pub fn streaming(&self) -> bool {
+        self.streaming
     }
 
     /// True once `lose_connection` or `abort_connection` was called.
@@ -114,6 +152,7 @@ impl Transport for StringTransport {
     fn write(&mut self, data: &[u8]) {
         if !self.disconnected && !self.write_closed {
             self.io.extend_from_slice(data);
+            let _ = self.marks.update(self.io.len());
         }
     }
 
@@ -147,6 +186,35 @@ impl Transport for StringTransport {
         self.disconnecting = true;
     }
 
+    fn register_producer(
+        &mut self,
+        producer: Box<dyn Producer>,
+        streaming: bool,
+    ) -> Result<(), RegisterProducerError> {
+        if self.disconnected {
+            return Err(RegisterProducerError::Disconnected(producer));
+        }
+        if self.producer.is_some() {
+            return Err(RegisterProducerError::AlreadyRegistered(producer));
+        }
+        self.producer = Some(producer);
+        self.streaming = streaming;
+        Ok(())
+    }
+
+    fn unregister_producer(&mut self) {
+        self.producer = None;
+    }
+
+    fn set_write_buffer_limits(&mut self, high: usize, low: usize) {
+        self.marks = WaterMarks::new(high, low);
+        let _ = self.marks.update(self.io.len());
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        self.marks.limits()
+    }
+
     fn peer(&self) -> Address {
         self.peer.clone()
     }
@@ -156,7 +224,7 @@ impl Transport for StringTransport {
     }
 
     fn buffered_len(&self) -> usize {
-        0
+        self.io.len()
     }
 
     fn is_disconnecting(&self) -> bool {
@@ -213,6 +281,39 @@ mod tests {
         assert_eq!(t.producer_state(), ProducerState::Stopped);
         t.resume_producing();
         assert_eq!(t.producer_state(), ProducerState::Stopped);
+    }
+
+    #[test]
+    fn water_mark_edges() {
+        let mut t = StringTransport::new();
+        t.write(&vec![0; 65_536]);
+        assert!(!t.writing_paused(), "exactly the high mark does not pause");
+        t.write(b"x");
+        assert!(t.writing_paused(), "one byte more pauses");
+        t.clear();
+        assert!(!t.writing_paused());
+    }
+
+    #[test]
+    fn second_registration_is_refused() {
+        struct P;
+        impl Producer for P {
+            fn resume_producing(&mut self, _: &mut crate::Cx<'_>) {}
+        }
+        let mut t = StringTransport::new();
+        t.register_producer(Box::new(P), true).unwrap();
+        assert!(t.streaming());
+        assert!(matches!(
+            t.register_producer(Box::new(P), false),
+            Err(RegisterProducerError::AlreadyRegistered(_))
+        ));
+        t.unregister_producer();
+        assert!(t.producer_mut().is_none());
+        t.abort_connection();
+        assert!(matches!(
+            t.register_producer(Box::new(P), false),
+            Err(RegisterProducerError::Disconnected(_))
+        ));
     }
 
     #[test]
