@@ -147,7 +147,9 @@ fn abort_connection_gives_connection_aborted_later() {
         }),
     );
     let client = client_then_stop(&r, move || {
-        let mut s = connect(addr);
+        let Some(mut s) = connect_or_reset(addr) else {
+            return Some(std::io::ErrorKind::ConnectionReset);
+        };
         let (_, err) = read_until_closed(&mut s);
         err.map(|e| e.kind())
     });
@@ -342,4 +344,171 @@ fn peer_and_host_addresses() {
     let (peer, host) = seen.borrow().clone().expect("connection_made ran");
     assert_eq!(peer, Address::Tcp(local));
     assert_eq!(host, Address::Tcp(addr));
+}
+
+/// A handle kept from a closed connection never reaches a newer connection, even one that
+/// reuses its slot: writes and closes through it do nothing.
+#[test]
+fn stale_handle_never_reaches_a_newer_connection() {
+    let r = reactor();
+    let handles: Rc<std::cell::RefCell<Vec<torsion::ConnectionHandle>>> = Rc::default();
+    let hs = handles.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            let hs = hs.clone();
+            let log = new_log();
+            Rec::new(&log)
+                .on_made(move |cx| {
+                    let stale = hs.borrow().first().cloned();
+                    hs.borrow_mut().push(cx.handle());
+                    if let Some(old) = stale {
+                        assert!(!old.is_connected());
+                        assert_eq!(old.peer(), None);
+                        assert_ne!(old, cx.handle());
+                        old.write(b"STALE");
+                        old.lose_connection();
+                        old.abort_connection();
+                    }
+                    cx.transport().write(b"fresh");
+                })
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut first = connect(addr);
+        let mut hello = [0u8; 5];
+        first.read_exact(&mut hello).unwrap();
+        first.shutdown(Shutdown::Write).unwrap();
+        read_until_closed(&mut first);
+        drop(first);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut second = connect(addr);
+        second
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = second.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    run(&r);
+    let got = join(client);
+    assert_eq!(got, b"fresh", "a stale handle reached the new connection");
+    assert_eq!(handles.borrow().len(), 2);
+}
+
+/// `write_vectored` sends its buffers in order, whether the kernel takes them at once or they
+/// queue behind buffered bytes.
+#[test]
+fn write_vectored_keeps_order() {
+    let r = reactor();
+    let big = Rc::new(pattern(2 * 1024 * 1024));
+    let b = big.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            let b = b.clone();
+            let log = new_log();
+            Rec::new(&log)
+                .on_made(move |cx| {
+                    cx.transport().write_vectored(&[b"<", b"", b"head", b">"]);
+                    cx.transport().write(&b);
+                    cx.transport().write_vectored(&[b"[", b"tail", b"]"]);
+                    cx.handle().write_vectored(&[b"(", b"handle", b")"]);
+                    cx.transport().lose_connection();
+                })
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut s = connect(addr);
+        read_until_closed(&mut s).0
+    });
+    run(&r);
+    let got = join(client);
+    let mut want = b"<head>".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"[tail](handle)");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "write_vectored bytes arrived out of order");
+}
+
+/// `pause_producing` stops `data_received` until `resume_producing`; then everything the peer
+/// sent meanwhile arrives, in order.
+#[test]
+fn pause_and_resume_reading() {
+    let r = reactor();
+    let log = new_log();
+    let l = log.clone();
+    let during_pause = Rc::new(Cell::new(0usize));
+    let dp = during_pause.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            let (l2, dp) = (l.clone(), dp.clone());
+            Rec::new(&l)
+                .on_made(move |cx| {
+                    cx.transport().pause_producing();
+                    let h = cx.handle();
+                    let (l3, dp) = (l2.clone(), dp.clone());
+                    cx.reactor()
+                        .call_later(Duration::from_millis(200), move |_| {
+                            dp.set(received(&l3).len());
+                            h.resume_producing();
+                        });
+                })
+                .on_data(|cx, d| {
+                    if d.ends_with(b"end") {
+                        cx.transport().write(b"ok");
+                    }
+                })
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut s = connect(addr);
+        s.write_all(b"sent while paused ").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(b"and more end").unwrap();
+        let mut ok = [0u8; 2];
+        s.read_exact(&mut ok).unwrap();
+        ok
+    });
+    run(&r);
+    assert_eq!(&join(client), b"ok");
+    assert_eq!(during_pause.get(), 0, "data_received ran while paused");
+    assert_eq!(received(&log), b"sent while paused and more end");
+}
+
+/// A peer that closes while the connection is paused, with nothing left unread, is noticed:
+/// `connection_lost(ConnectionDone)` comes without resuming.
+#[test]
+fn peer_close_while_paused_is_noticed() {
+    let r = reactor();
+    let log = new_log();
+    let l = log.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            Rec::new(&l)
+                .on_made(|cx| cx.transport().pause_producing())
+                .on_lost(|cx, _| cx.reactor().stop().unwrap())
+                .boxed()
+        }),
+    );
+    let client = std::thread::spawn(move || {
+        let s = connect(addr);
+        std::thread::sleep(Duration::from_millis(50));
+        drop(s);
+    });
+    run(&r);
+    join(client);
+    let reason = check_lifecycle(&log);
+    assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
 }

@@ -307,6 +307,20 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Connects, or `None` if the server reset the connection before `connect` returned: a
+/// server that aborts a connection as soon as it accepts it can do that.
+pub fn connect_or_reset(addr: SocketAddr) -> Option<TcpStream> {
+    match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        Ok(s) => {
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            Some(s)
+        }
+        Err(e) if is_reset(&e) => None,
+        Err(e) => panic!("connect to the test server: {e}"),
+    }
+}
+
 /// Reads until end of stream or an error; returns the bytes and the error, if any.
 pub fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, Option<io::Error>) {
     let mut out = Vec::new();
