@@ -386,3 +386,91 @@ fn far_future_timers_do_not_delay_stop() {
     // The reactor is gone; the call can never run.
     assert!(!far.active());
 }
+
+/// Timers spread from 0 to 1.5 s (across the levels of any hierarchical structure), some
+/// moved with `reset` and `delay` and some cancelled, fire in deadline order and never before
+/// their deadline.
+#[test]
+fn timers_across_ranges_with_moves_fire_in_order_and_never_early() {
+    const N: u64 = 600;
+    let r = reactor();
+    let fired: Rc<RefCell<Vec<(u64, f64)>>> = Rc::default();
+    let mut calls = Vec::new();
+    // A small deterministic pseudo-random sequence.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..N {
+        let delay = Duration::from_micros(next() % 1_500_000);
+        let f = fired.clone();
+        calls.push(r.call_later(delay, move |r| f.borrow_mut().push((i, r.seconds()))));
+    }
+    let mut cancelled = std::collections::HashSet::new();
+    for (i, call) in calls.iter().enumerate() {
+        match next() % 5 {
+            0 => call
+                .reset(Duration::from_micros(next() % 1_500_000))
+                .unwrap(),
+            1 => {
+                let shift = (next() % 1_000_000) as f64 / 1e6 - 0.5;
+                call.delay(shift).unwrap();
+            }
+            2 if i % 2 == 0 => {
+                call.cancel().unwrap();
+                cancelled.insert(i as u64);
+            }
+            _ => {}
+        }
+    }
+    let mut due: Vec<(f64, u64)> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.time().map(|t| (t, i as u64)))
+        .collect();
+    due.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let expected = due.len();
+    r.call_later(Duration::from_millis(2_200), |r| r.stop().unwrap());
+    run(&r);
+    let fired = fired.borrow();
+    assert_eq!(fired.len(), expected, "not every live timer fired");
+    assert!(fired.iter().all(|(i, _)| !cancelled.contains(i)));
+    for (i, at) in fired.iter() {
+        let t = due.iter().find(|d| d.1 == *i).unwrap().0;
+        assert!(
+            *at >= t - 1e-9,
+            "timer {i} fired at {at}, before its deadline {t}"
+        );
+    }
+    let got: Vec<f64> = fired
+        .iter()
+        .map(|(i, _)| due.iter().find(|d| d.1 == *i).unwrap().0)
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] <= w[1]),
+        "timers fired out of deadline order"
+    );
+}
+
+/// Enormous delays neither panic nor disturb the timers around them.
+#[test]
+fn enormous_delays_are_harmless() {
+    let r = reactor();
+    let huge = r.call_later(Duration::MAX, |_| panic!("must not run"));
+    let big = r.call_later(Duration::from_secs(100 * 365 * 24 * 3600), |_| {
+        panic!("must not run")
+    });
+    assert!(huge.time().unwrap() >= big.time().unwrap());
+    let ran = Rc::new(Cell::new(false));
+    let rn = ran.clone();
+    r.call_later(ms(5), move |_| rn.set(true));
+    r.call_later(ms(20), |r| r.stop().unwrap());
+    big.delay(1e12).unwrap();
+    huge.reset(Duration::MAX).unwrap();
+    run(&r);
+    assert!(ran.get());
+    assert!(!huge.active() && !big.active(), "the reactor stopped");
+}
