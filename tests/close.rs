@@ -369,3 +369,100 @@ fn lose_connection_through_a_handle_from_a_timer_flushes_first() {
     let reason = check_lifecycle(&log);
     assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
 }
+
+/// Both directions shut one after the other: the peer's FIN gives `read_connection_lost`,
+/// our `lose_write_connection` then gives `write_connection_lost`, and with both sides shut
+/// the connection ends with `ConnectionDone`, once.
+#[test]
+fn half_close_both_ways_ends_with_connection_done() {
+    let r = reactor();
+    let log = new_log();
+    let l = log.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            Rec::new(&l)
+                .half_closeable()
+                .on_read_lost(|cx| {
+                    cx.transport().write(b"last words");
+                    cx.transport().lose_write_connection();
+                })
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut s = connect(addr);
+        s.write_all(b"done talking").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let (data, err) = read_until_closed(&mut s);
+        (data, err.map(|e| e.kind()))
+    });
+    run(&r);
+    let (data, err) = join(client);
+    assert_eq!(err, None);
+    assert_eq!(data, b"last words");
+    let reason = check_lifecycle(&log);
+    assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
+    let events = log.borrow();
+    let rl = events.iter().position(|e| matches!(e, Ev::ReadLost));
+    let wl = events.iter().position(|e| matches!(e, Ev::WriteLost));
+    assert!(rl.is_some() && wl.is_some() && rl < wl, "{events:?}");
+}
+
+/// `lose_connection` after `lose_write_connection` still closes the connection (after the
+/// buffered bytes went out).
+#[test]
+fn lose_connection_after_lose_write_connection_closes() {
+    let r = reactor();
+    let log = new_log();
+    let l = log.clone();
+    let addr = listen(
+        &r,
+        factory(move || {
+            Rec::new(&l)
+                .on_made(|cx| {
+                    cx.transport().write(b"half");
+                    cx.transport().lose_write_connection();
+                    cx.transport().lose_connection();
+                })
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut s = connect(addr);
+        let (data, err) = read_until_closed(&mut s);
+        (data, err.map(|e| e.kind()))
+    });
+    run(&r);
+    let (data, err) = join(client);
+    assert_eq!(data, b"half");
+    assert_eq!(err, None);
+    let reason = check_lifecycle(&log);
+    assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
+}
+
+/// At shutdown, bytes the kernel can take at once still go out before the close.
+#[test]
+fn shutdown_sends_what_it_can_before_closing() {
+    let r = reactor();
+    let addr = listen(
+        &r,
+        factory(|| {
+            let log = new_log();
+            Rec::new(&log)
+                .on_data(|cx, _| {
+                    cx.transport().write(b"goodbye");
+                    cx.reactor().stop().unwrap();
+                })
+                .boxed()
+        }),
+    );
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"x").unwrap();
+        let (data, _) = read_until_closed(&mut s);
+        data
+    });
+    run(&r);
+    assert_eq!(join(client), b"goodbye");
+}
