@@ -629,3 +629,120 @@ fn client_protocol_round_trip() {
     assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
     assert_eq!(received(&log), b"ping");
 }
+
+/// A host name is resolved (off the reactor thread) and connected to.
+#[test]
+fn connects_to_a_host_name() {
+    use std::net::ToSocketAddrs;
+    let ip = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("resolve localhost")
+        .next()
+        .expect("localhost has an address")
+        .ip();
+    let r = reactor();
+    let port = r
+        .listen_tcp_with(
+            0,
+            echo_factory(),
+            torsion::TcpListenOptions {
+                interface: ip.to_string(),
+                ..Default::default()
+            },
+        )
+        .expect("listen on localhost's address");
+    let log = new_log();
+    let l = log.clone();
+    let client = factory(move || {
+        Rec::new(&l)
+            .on_made(|cx| cx.transport().write(b"by name"))
+            .on_data(|cx, _| cx.reactor().stop().unwrap())
+            .boxed()
+    });
+    let c = r.connect_tcp("localhost", port.host().port().unwrap(), client);
+    assert_eq!(c.destination().0, "localhost");
+    run(&r);
+    assert_eq!(received(&log), b"by name");
+}
+
+/// A name that cannot resolve gives `ConnectError::UnknownHost` (`.invalid` never resolves,
+/// RFC 6761).
+#[test]
+fn unknown_host_gives_unknown_host() {
+    let r = reactor();
+    let log = new_clog();
+    let h = r.handle();
+    let f = CF::new(&log).on_failed(move |_, _| {
+        let _ = h.stop();
+    });
+    r.connect_tcp("no-such-host.invalid", 80, Rc::new(f));
+    run_for(&r, Duration::from_secs(30));
+    let events = log.borrow().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    match &events[1] {
+        C::Failed(ConnectError::UnknownHost { host, .. }) => {
+            assert_eq!(host, "no-such-host.invalid")
+        }
+        other => panic!("expected UnknownHost, got {other:?}"),
+    }
+}
+
+/// `stop_connecting` from inside `started_connecting` cancels that attempt: one
+/// `client_connection_failed(Cancelled)` and no connection.
+#[test]
+fn stop_connecting_from_started_connecting() {
+    let r = reactor();
+    let server_log = new_log();
+    let sl = server_log.clone();
+    let addr = listen(&r, factory(move || Rec::new(&sl).boxed()));
+    let log = new_clog();
+    let f = CF::new(&log).on_started(|c| c.stop_connecting().unwrap());
+    let c = r.connect_tcp("127.0.0.1", addr.port(), Rc::new(f));
+    assert_eq!(c.state(), ConnectorState::Disconnected);
+    r.call_later(Duration::from_millis(150), |r| r.stop().unwrap());
+    run(&r);
+    let events = log.borrow().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(events[1], C::Failed(ConnectError::Cancelled)),
+        "{events:?}"
+    );
+    assert!(
+        server_log.borrow().is_empty(),
+        "a cancelled attempt connected"
+    );
+}
+
+/// `disconnect` while connecting cancels; while connected it closes cleanly.
+#[test]
+fn disconnect_cancels_or_closes() {
+    let r = reactor();
+    let addr = listen(&r, echo_factory());
+    let log = new_clog();
+    let c = r.connect_tcp("127.0.0.1", addr.port(), Rc::new(CF::new(&log)));
+    c.disconnect();
+    assert_eq!(c.state(), ConnectorState::Disconnected);
+    assert!(matches!(
+        log.borrow().last(),
+        Some(C::Failed(ConnectError::Cancelled))
+    ));
+    c.connect().unwrap();
+    fn poll(r: &torsion::Reactor, c: Connector, log: CLog) {
+        if c.state() == ConnectorState::Connected {
+            c.disconnect();
+        }
+        if log.borrow().iter().any(|e| matches!(e, C::ClientLost(_))) {
+            r.stop().unwrap();
+        } else {
+            r.call_later(Duration::from_millis(1), move |r| poll(r, c, log));
+        }
+    }
+    poll(&r, c.clone(), log.clone());
+    run(&r);
+    let events = log.borrow().clone();
+    assert!(
+        matches!(events.last(), Some(C::ClientLost(Reason::ConnectionDone))),
+        "{events:?}"
+    );
+    assert_eq!(count(&log, |e| matches!(e, C::Made)), 1);
+}
