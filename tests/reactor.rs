@@ -298,3 +298,56 @@ fn stop_listening_keeps_accepted_connections() {
     assert_eq!(stopped.get(), 1);
     assert!(!port.is_listening());
 }
+
+/// After `stop()` from a timer, the other timers already due in that pass still run (as in
+/// Twisted); a zero-delay call made after the stop never runs.
+#[test]
+fn stop_lets_due_timers_run_but_not_new_ones() {
+    let r = reactor();
+    let order: Order = Rc::default();
+    let (a, b) = (order.clone(), order.clone());
+    r.call_later(Duration::from_millis(5), move |r| {
+        note(&a, "stopper");
+        r.stop().unwrap();
+        let a2 = a.clone();
+        r.call_later(Duration::ZERO, move |_| note(&a2, "scheduled after stop"));
+    });
+    r.call_later(Duration::from_millis(5), move |_| note(&b, "due too"));
+    // Both are due before the loop first looks at its timers.
+    std::thread::sleep(Duration::from_millis(10));
+    run(&r);
+    assert_eq!(*order.borrow(), ["stopper", "due too"]);
+}
+
+/// A trigger may add another trigger to the phase that is running; it runs too, in the same
+/// phase.
+#[test]
+fn a_trigger_added_during_its_phase_runs() {
+    let r = reactor();
+    let order: Order = Rc::default();
+    let (a, b) = (order.clone(), order.clone());
+    r.add_system_event_trigger(Phase::Before, "shutdown", move |r| {
+        note(&a, "first");
+        let a2 = a.clone();
+        r.add_system_event_trigger(Phase::Before, "shutdown", move |_| note(&a2, "added"));
+    });
+    r.add_system_event_trigger(Phase::After, "shutdown", move |_| note(&b, "after"));
+    r.call_later(Duration::from_millis(1), |r| r.stop().unwrap());
+    run(&r);
+    assert_eq!(*order.borrow(), ["first", "added", "after"]);
+}
+
+/// Custom system events fire their phases in order.
+#[test]
+fn custom_system_event() {
+    let r = reactor();
+    let order: Order = Rc::default();
+    for phase in [Phase::After, Phase::Before, Phase::During] {
+        let o = order.clone();
+        r.add_system_event_trigger(phase, "reload", move |_| note(&o, &format!("{phase:?}")));
+    }
+    r.fire_system_event("reload");
+    assert_eq!(*order.borrow(), ["Before", "During", "After"]);
+    r.fire_system_event("reload");
+    assert_eq!(order.borrow().len(), 3, "each trigger runs once");
+}
