@@ -512,3 +512,53 @@ fn peer_close_while_paused_is_noticed() {
     let reason = check_lifecycle(&log);
     assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}");
 }
+
+/// A handle sees its live connection as connected from anywhere, including from inside that
+/// connection's own callbacks (a broadcast loop over every handle meets its own), and from
+/// another connection's callback it also gives the peer and the buffered length.
+#[test]
+fn handle_sees_its_live_connection() {
+    let r = reactor();
+    let own: Rc<std::cell::RefCell<Vec<bool>>> = Rc::default();
+    let other: Rc<std::cell::RefCell<Vec<(bool, Option<Address>, Option<usize>)>>> = Rc::default();
+    let handles: Rc<std::cell::RefCell<Vec<torsion::ConnectionHandle>>> = Rc::default();
+    let (o1, o2, hs) = (own.clone(), other.clone(), handles.clone());
+    let addr = listen(
+        &r,
+        factory(move || {
+            let (o1, o2, hs) = (o1.clone(), o2.clone(), hs.clone());
+            let log = new_log();
+            Rec::new(&log)
+                .on_made(move |cx| {
+                    o1.borrow_mut().push(cx.handle().is_connected());
+                    if let Some(first) = hs.borrow().first() {
+                        o2.borrow_mut().push((
+                            first.is_connected(),
+                            first.peer(),
+                            first.buffered_len(),
+                        ));
+                    }
+                    hs.borrow_mut().push(cx.handle());
+                })
+                .on_data(|cx, _| cx.transport().write(b"ok"))
+                .boxed()
+        }),
+    );
+    let client = client_then_stop(&r, move || {
+        let mut first = connect(addr);
+        first.write_all(b"?").unwrap();
+        let mut ok = [0u8; 2];
+        first.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"ok");
+        let _second = connect(addr);
+        std::thread::sleep(Duration::from_millis(50));
+        first.local_addr().unwrap()
+    });
+    run(&r);
+    let first_local = join(client);
+    assert_eq!(*own.borrow(), [true, true]);
+    assert_eq!(
+        *other.borrow(),
+        [(true, Some(Address::Tcp(first_local)), Some(0))]
+    );
+}
