@@ -520,7 +520,8 @@ fn peer_close_while_paused_is_noticed() {
 fn handle_sees_its_live_connection() {
     let r = reactor();
     let own: Rc<std::cell::RefCell<Vec<bool>>> = Rc::default();
-    let other: Rc<std::cell::RefCell<Vec<(bool, Option<Address>, Option<usize>)>>> = Rc::default();
+    type Seen = (bool, Option<Address>, Option<usize>);
+    let other: Rc<std::cell::RefCell<Vec<Seen>>> = Rc::default();
     let handles: Rc<std::cell::RefCell<Vec<torsion::ConnectionHandle>>> = Rc::default();
     let (o1, o2, hs) = (own.clone(), other.clone(), handles.clone());
     let addr = listen(
