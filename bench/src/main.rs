@@ -46,6 +46,12 @@ struct SuiteArgs {
     /// Leave TCP_NODELAY off on the servers' sockets.
     #[arg(long)]
     no_nodelay: bool,
+    /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Ping-pong connection counts (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pingpong_conns: Option<Vec<usize>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +91,12 @@ fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode 
         cfg.servers = s.clone();
     }
     cfg.nodelay = !args.no_nodelay;
+    if let Some(only) = &args.only {
+        cfg.only = only.clone();
+    }
+    if let Some(p) = &args.pingpong_conns {
+        cfg.pingpong_conns = p.clone();
+    }
     let nofile = sys::raise_nofile();
     let needed = (cfg.idle_conns + cfg.idle_warm + 64) as u64;
     if nofile < needed {

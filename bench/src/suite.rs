@@ -35,6 +35,8 @@ pub struct Config {
     pub precision_samples: usize,
     pub nodelay: bool,
     pub servers: Vec<ServerKind>,
+    /// Benchmark groups to run: pingpong, stream, churn, idle, timers.
+    pub only: Vec<String>,
 }
 
 impl Config {
@@ -56,6 +58,9 @@ impl Config {
             precision_samples: 200,
             nodelay: true,
             servers: ServerKind::ALL.to_vec(),
+            only: ["pingpong", "stream", "churn", "idle", "timers"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -87,6 +92,16 @@ pub enum Bench {
 }
 
 impl Bench {
+    /// The group `--only` selects it by.
+    pub fn group(self) -> &'static str {
+        match self {
+            Bench::PingPong(_) => "pingpong",
+            Bench::Stream => "stream",
+            Bench::Churn => "churn",
+            Bench::Idle => "idle",
+        }
+    }
+
     pub fn id(self) -> String {
         match self {
             Bench::PingPong(n) => format!("pingpong-{n}"),
@@ -328,7 +343,12 @@ impl Suite {
             .map(|&n| Bench::PingPong(n))
             .collect();
         v.extend([Bench::Stream, Bench::Churn, Bench::Idle]);
+        v.retain(|b| self.wants(b.group()));
         v
+    }
+
+    pub fn wants(&self, group: &str) -> bool {
+        self.cfg.only.iter().any(|g| g == group)
     }
 
     /// Runs everything, `reps` times, servers interleaved within each repetition.
@@ -385,7 +405,12 @@ impl Suite {
                         .push(r);
                 }
             }
-            for imp in TimerImpl::ALL {
+            let timers = if self.wants("timers") {
+                &TimerImpl::ALL[..]
+            } else {
+                &[]
+            };
+            for &imp in timers {
                 let label = format!("[{rep}/{reps}] {:<13} {:<9}", "timers", imp.name());
                 let r = self.run_timers(imp).unwrap_or_else(|e| TimerResult {
                     error: Some(e.to_string()),
