@@ -36,11 +36,13 @@
 #![warn(missing_docs)]
 
 mod address;
+mod buffer;
 mod error;
 pub mod factory;
 mod handle;
 pub mod producer;
 mod protocol;
+pub mod protocols;
 pub mod reactor;
 mod reason;
 pub mod tcp;

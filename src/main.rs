@@ -6,14 +6,15 @@ use std::rc::Rc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use torsion::factory::from_fn;
-use torsion::{Cx, Protocol, Reactor, TcpListenOptions};
+use torsion::protocols::portforward::ProxyFactory;
+use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions};
 
 /// Event-driven network servers on the torsion reactor.
 #[derive(Parser, Debug)]
 #[command(
     version,
     about,
-    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v"
+    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v\n  torsion portforward --port 8080 --dest 127.0.0.1:80"
 )]
 struct Cli {
     /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
@@ -39,6 +40,31 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         backlog: i32,
     },
+    /// Forward every connection on a local port to a destination, both ways, with flat
+    /// memory whatever the speeds.
+    Portforward {
+        /// TCP port to listen on.
+        #[arg(long, short)]
+        port: u16,
+        /// Where to forward to, as HOST:PORT (an IPv6 host in brackets).
+        #[arg(long, value_parser = parse_dest)]
+        dest: (String, u16),
+        /// Interface to bind (an IPv4 or IPv6 address); every IPv4 interface by default.
+        #[arg(long, default_value = "")]
+        interface: String,
+    },
+}
+
+fn parse_dest(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected HOST:PORT, got {s:?}"))?;
+    let port = port.parse().map_err(|_| format!("bad port in {s:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("missing host in {s:?}"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -73,12 +99,6 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let Command::Serve {
-        service,
-        port,
-        interface,
-        backlog,
-    } = cli.command;
     let reactor = match Reactor::new() {
         Ok(r) => r,
         Err(e) => {
@@ -86,16 +106,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let factory = match service {
-        Service::Echo => Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))),
-    };
-    let opts = TcpListenOptions {
-        backlog,
-        interface,
-        ..Default::default()
+    let (port, factory, opts, what): (u16, Rc<dyn Factory>, TcpListenOptions, String) = match cli
+        .command
+    {
+        Command::Serve {
+            service,
+            port,
+            interface,
+            backlog,
+        } => {
+            let factory = match service {
+                Service::Echo => Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))),
+            };
+            let opts = TcpListenOptions {
+                backlog,
+                interface,
+                ..Default::default()
+            };
+            (port, factory, opts, format!("{service:?} server"))
+        }
+        Command::Portforward {
+            port,
+            dest: (host, dport),
+            interface,
+        } => {
+            let opts = TcpListenOptions {
+                interface,
+                ..Default::default()
+            };
+            let what = format!("forwarder to {host}:{dport}");
+            (port, Rc::new(ProxyFactory::new(&host, dport)), opts, what)
+        }
     };
     match reactor.listen_tcp_with(port, factory, opts) {
-        Ok(p) => tracing::info!("{service:?} server listening on {}", p.host()),
+        Ok(p) => tracing::info!("{what} listening on {}", p.host()),
         Err(e) => {
             eprintln!("torsion: {e}");
             return ExitCode::FAILURE;

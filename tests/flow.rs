@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use torsion::{ConnectionHandle, Cx, Producer, Protocol, Reactor, Reason, Transport};
+use torsion::{ConnectionHandle, Cx, Producer, Protocol, Reactor, Reason};
 
 const CHUNK: usize = 16 * 1024;
 
@@ -126,7 +126,9 @@ fn push_producer_is_paused_at_the_high_mark_and_memory_stays_bounded() {
 }
 
 /// Runs a closure in connection_made.
-struct Starter(Option<Box<dyn FnOnce(&mut Cx<'_>)>>);
+type StartFn = Box<dyn FnOnce(&mut Cx<'_>)>;
+
+struct Starter(Option<StartFn>);
 
 impl Protocol for Starter {
     fn connection_made(&mut self, cx: &mut Cx<'_>) {

@@ -1,17 +1,17 @@
 //! One TCP connection: its socket, its pending writes and its protocol.
 //!
 //! Hot-path rules kept here: reads go into the reactor's one shared buffer; a write is tried
-//! with `send(2)` at once and only the rest is buffered (the buffer exists only while bytes
-//! wait, and drains with vectored writes); WRITABLE interest is registered only while bytes
+//! with `send(2)` at once (several buffers with one `writev(2)`) and only the rest is buffered
+//! in one contiguous [`WriteBuffer`] that exists only while bytes wait; WRITABLE interest is registered only while bytes
 //! wait; reads stop after a budget per pass and the readiness is remembered.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use mio::Interest;
 use mio::net::TcpStream;
 
+use crate::buffer::WriteBuffer;
 use crate::producer::{Crossing, Producer, RegisterProducerError, WaterMarks};
 use crate::reactor::{Core, Deferred, Entry, Ready, SlotId, guard};
 use crate::{Address, Connector, Cx, Protocol, Reactor, Reason, Transport};
@@ -42,6 +42,9 @@ const PULL_DUE: u32 = 1 << 14;
 const NOTIFY_ANY: u32 = NOTIFY_PAUSE | NOTIFY_RESUME | PULL_DUE;
 /// Above the default high mark, for connections without a `Flow`.
 const MARKS_PAUSED: u32 = 1 << 15;
+/// The peer's FIN was reported (edge-triggered, so only once): read on to end of stream
+/// whenever reading next happens, even past short reads.
+const PEER_CLOSED: u32 = 1 << 16;
 
 /// Producer registration and water marks; allocated only when a connection uses them.
 #[derive(Default)]
@@ -62,9 +65,8 @@ pub(crate) struct TcpTransport {
     sock: TcpStream,
     id: SlotId,
     flags: u32,
-    // Boxed so that an idle connection pays one pointer, not a 32-byte empty VecDeque.
-    #[allow(clippy::box_collection)]
-    wbuf: Option<Box<VecDeque<u8>>>,
+    /// Boxed so that an idle connection pays one pointer, not an empty buffer.
+    wbuf: Option<Box<WriteBuffer>>,
     /// Set once the connection must end, with why.
     lost: Option<Box<Reason>>,
     peer: SocketAddr,
@@ -141,13 +143,9 @@ impl TcpTransport {
     /// Sends as much of the buffer as the kernel takes.
     fn flush(&mut self) {
         while let Some(buf) = self.wbuf.as_mut() {
-            let (a, b) = buf.as_slices();
-            let res = self
-                .sock
-                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
-            match res {
+            match self.sock.write(buf.as_slice()) {
                 Ok(n) => {
-                    buf.drain(..n);
+                    buf.consume(n);
                     if buf.is_empty() {
                         self.wbuf = None;
                     }
@@ -199,7 +197,7 @@ impl Transport for TcpTransport {
             }
         }
         if !rest.is_empty() {
-            self.wbuf = Some(Box::new(VecDeque::from(rest.to_vec())));
+            self.wbuf = Some(Box::new(WriteBuffer::from_slice(rest)));
             self.check_marks();
         }
     }
@@ -536,6 +534,10 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId, ready: Ready) {
 
 fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
     let core = &*reactor.core;
+    if read_closed {
+        conn.t.flags |= PEER_CLOSED;
+    }
+    let read_closed = conn.t.has(PEER_CLOSED);
     if conn.t.has(PAUSED) {
         // Remember the readiness; resume_producing reads it. But a peer that closed with
         // nothing left unread is reported now, paused or not (Twisted misses it, #11168).

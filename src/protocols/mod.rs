@@ -1,0 +1,3 @@
+//! Protocols built on the public API: framing, policies and ready services.
+
+pub mod portforward;
