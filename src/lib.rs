@@ -40,6 +40,7 @@ mod buffer;
 mod error;
 pub mod factory;
 mod handle;
+pub mod layer;
 pub mod producer;
 mod protocol;
 pub mod protocols;

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::layer::LayerError;
+
 /// Why a connection ended (Twisted's `ConnectionDone` / `ConnectionLost` / `ConnectionAborted`
 /// hierarchy, plus a caught panic).
 ///
@@ -29,6 +31,9 @@ pub enum Reason {
     ConnectionAborted,
     /// A callback of this connection's protocol panicked; the connection was aborted.
     Panicked(Arc<str>),
+    /// The TLS layer failed: a handshake failure, a bad certificate, a protocol error, or
+    /// a stream cut without `close_notify`. The text names what failed.
+    Tls(LayerError),
 }
 
 impl Reason {
@@ -68,6 +73,7 @@ impl fmt::Display for Reason {
             ),
             Reason::ConnectionAborted => f.write_str("Connection was aborted locally."),
             Reason::Panicked(msg) => write!(f, "A callback panicked: {msg}"),
+            Reason::Tls(e) => write!(f, "TLS failure: {e}"),
         }
     }
 }

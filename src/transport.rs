@@ -7,6 +7,7 @@
 use std::io;
 
 use crate::Address;
+use crate::layer::{LayerInfo, StreamLayer};
 use crate::producer::{Producer, RegisterProducerError};
 
 /// What a protocol can do with its connection.
@@ -83,6 +84,19 @@ pub trait Transport {
 
     /// The write buffer's (high, low) water marks.
     fn write_buffer_limits(&self) -> (usize, usize);
+
+    /// Puts `layer` (TLS) between the socket and the protocol from now on (Twisted's
+    /// `startTLS`): what was written before goes out as it was, what is written after goes
+    /// through the layer. Errors if the transport cannot carry a layer or already has one.
+    fn start_tls(&mut self, layer: Box<dyn StreamLayer>) -> io::Result<()> {
+        let _ = layer;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// What the layer negotiated (ALPN, version, peer certificates), once it has.
+    fn layer_info(&self) -> Option<LayerInfo> {
+        None
+    }
 
     /// Sets `TCP_NODELAY` (off by default, as in Twisted).
     fn set_tcp_nodelay(&mut self, enabled: bool) -> io::Result<()> {
