@@ -474,3 +474,45 @@ fn enormous_delays_are_harmless() {
     assert!(ran.get());
     assert!(!huge.active() && !big.active(), "the reactor stopped");
 }
+
+/// CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[test]
+fn sub_millisecond_deadlines_are_kept_without_spinning() {
+    let reactor = reactor();
+    let lateness = Rc::new(RefCell::new(Vec::new()));
+    let start = std::time::Instant::now();
+    // One deadline every 700 µs for about 0.35 s, each scheduled from the previous one.
+    fn next(r: &Reactor, n: u32, start: std::time::Instant, late: Rc<RefCell<Vec<Duration>>>) {
+        let due = Duration::from_micros(700) * (n + 1);
+        let delay = due.saturating_sub(start.elapsed());
+        r.call_later(delay, move |r| {
+            late.borrow_mut().push(start.elapsed().saturating_sub(due));
+            if n == 500 {
+                r.stop().unwrap();
+            } else {
+                next(r, n + 1, start, late);
+            }
+        });
+    }
+    next(&reactor, 0, start, lateness.clone());
+    let cpu_before = cpu_time();
+    run(&reactor);
+    let (wall, cpu) = (start.elapsed(), cpu_time() - cpu_before);
+    let mut late = lateness.borrow().clone();
+    late.sort();
+    let p50 = late[late.len() / 2];
+    assert!(p50 < Duration::from_micros(500), "median lateness {p50:?}");
+    // A loop that spins until each deadline would use about 100% of a core.
+    assert!(
+        cpu < wall.mul_f64(0.3),
+        "the reactor used {cpu:?} of CPU in {wall:?}: it spins"
+    );
+}

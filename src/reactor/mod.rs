@@ -32,6 +32,7 @@ mod signals;
 mod thread;
 mod threadpool;
 pub(crate) mod timer;
+mod timerfd;
 mod triggers;
 pub(crate) mod wheel;
 
@@ -58,6 +59,7 @@ use wheel::Wheel;
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const TIMERFD: Token = Token(usize::MAX - 2);
 /// Size of the one read buffer every connection of a reactor shares (Twisted reads 64 KiB).
 pub(crate) const READ_BUFFER_SIZE: usize = 64 * 1024;
 
@@ -146,6 +148,9 @@ pub(crate) struct Core {
     /// A spare descriptor released when `accept` hits EMFILE (see `tcp::port`).
     pub(crate) reserve_fd: RefCell<Option<std::fs::File>>,
     install_signals: bool,
+    /// For deadlines less than a millisecond away; `None` if it could not be created (then
+    /// the loop polls without waiting for that last stretch).
+    timerfd: Option<timerfd::TimerFd>,
 }
 
 impl Drop for Core {
@@ -195,6 +200,9 @@ impl ReactorBuilder {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let timerfd = timerfd::TimerFd::new(poll.registry(), TIMERFD)
+            .map_err(|e| tracing::warn!("no timerfd, sub-millisecond waits will poll: {e}"))
+            .ok();
         Ok(Reactor {
             core: Rc::new(Core {
                 poll: RefCell::new(poll),
@@ -215,6 +223,7 @@ impl ReactorBuilder {
                 factory_counts: RefCell::default(),
                 reserve_fd: RefCell::new(None),
                 install_signals: self.install_signals,
+                timerfd,
             }),
         })
     }
@@ -457,6 +466,11 @@ impl Reactor {
         for ev in events.iter() {
             match ev.token() {
                 WAKER => {}
+                TIMERFD => {
+                    if let Some(t) = &core.timerfd {
+                        t.fired();
+                    }
+                }
                 SIGNALS => {
                     if signals.as_mut().is_some_and(|s| s.drain()) {
                         tracing::info!("received a stop signal; shutting down");
@@ -490,11 +504,20 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         let wake = core.timers.borrow().next_wake()?;
-        let now = core.now_ns();
-        // epoll waits in whole milliseconds and mio rounds up; round down instead and poll
-        // without waiting for the last fraction, so deadlines are honoured to the nanosecond.
-        let ms = wake.saturating_sub(now) / 1_000_000;
-        Some(Duration::from_millis(ms))
+        let remaining = wake.saturating_sub(core.now_ns());
+        // epoll waits in whole milliseconds (and mio rounds up): wait the whole milliseconds,
+        // then let the timerfd wake us for the exact remainder.
+        if remaining >= 1_000_000 {
+            return Some(Duration::from_millis(remaining / 1_000_000));
+        }
+        if remaining > 0 {
+            if let Some(t) = &core.timerfd {
+                if t.arm(wake, Duration::from_nanos(remaining)).is_ok() {
+                    return None;
+                }
+            }
+        }
+        Some(Duration::ZERO)
     }
 
     fn run_timers(&self) {
