@@ -1,17 +1,24 @@
-//! One TCP connection: its socket, its pending writes and its protocol.
+//! One stream connection (TCP or UNIX): its socket, its pending writes, its optional TLS
+//! layer and its protocol.
 //!
 //! Hot-path rules kept here: reads go into the reactor's one shared buffer; a write is tried
 //! with `send(2)` at once (several buffers with one `writev(2)`) and only the rest is buffered
-//! in one contiguous [`WriteBuffer`] that exists only while bytes wait; WRITABLE interest is registered only while bytes
-//! wait; reads stop after a budget per pass and the readiness is remembered.
+//! in one contiguous [`WriteBuffer`]; WRITABLE interest is registered only while bytes wait;
+//! reads stop after a budget per pass and the readiness is remembered.
+//!
+//! Idle connections stay small: everything a quiet connection does not need (the write
+//! buffer, the reason it is ending, producers and water marks, the connector, a peer address
+//! that is not IPv4, the TLS layer) lives in one `Cold` box that exists only while one of
+//! them is in use. An idle IPv4 echo connection is a 56-byte box plus its slab slot.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
 
 use mio::Interest;
-use mio::net::TcpStream;
 
+use super::stream::{Stream, pack_v4, unpack_v4};
 use crate::buffer::WriteBuffer;
+use crate::layer::{LayerInfo, StreamLayer};
 use crate::producer::{Crossing, Producer, RegisterProducerError, WaterMarks};
 use crate::reactor::{Core, Deferred, Entry, Ready, SlotId, guard};
 use crate::{Address, Connector, Cx, Protocol, Reactor, Reason, Transport};
@@ -45,8 +52,10 @@ const MARKS_PAUSED: u32 = 1 << 15;
 /// The peer's FIN was reported (edge-triggered, so only once): read on to end of stream
 /// whenever reading next happens, even past short reads.
 const PEER_CLOSED: u32 = 1 << 16;
+/// The layer's closing bytes (TLS close_notify) have been queued.
+const LAYER_CLOSED: u32 = 1 << 17;
 
-/// Producer registration and water marks; allocated only when a connection uses them.
+/// Producer registration and water marks.
 #[derive(Default)]
 struct Flow {
     marks: WaterMarks,
@@ -60,35 +69,93 @@ struct Flow {
     epoch: u32,
 }
 
-/// The transport half of a connection (what `Cx::transport()` lends).
-pub(crate) struct TcpTransport {
-    sock: TcpStream,
-    id: SlotId,
-    flags: u32,
-    /// Boxed so that an idle connection pays one pointer, not an empty buffer.
-    wbuf: Option<Box<WriteBuffer>>,
+/// What a connection needs only some of the time.
+#[derive(Default)]
+struct Cold {
+    wbuf: Option<WriteBuffer>,
     /// Set once the connection must end, with why.
-    lost: Option<Box<Reason>>,
-    peer: SocketAddr,
-    flow: Option<Box<Flow>>,
+    lost: Option<Reason>,
+    flow: Option<Flow>,
+    connector: Option<Connector>,
+    /// The peer when it does not pack into 8 bytes (IPv6, UNIX).
+    peer: Option<Address>,
+    layer: Option<Box<dyn StreamLayer>>,
+    /// Reused buffers for what the layer produces: bytes for the wire, plaintext.
+    wire: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+impl Cold {
+    fn is_idle(&self) -> bool {
+        self.wbuf.is_none()
+            && self.lost.is_none()
+            && self.flow.is_none()
+            && self.connector.is_none()
+            && self.peer.is_none()
+            && self.layer.is_none()
+    }
+}
+
+/// The transport half of a connection (what `Cx::transport()` lends).
+pub(crate) struct StreamTransport {
+    stream: Stream,
+    flags: u32,
+    id: SlotId,
+    peer_v4: u64,
+    cold: Option<Box<Cold>>,
 }
 
 pub(crate) struct Connection {
-    pub(crate) t: TcpTransport,
+    pub(crate) t: StreamTransport,
     pub(crate) protocol: Box<dyn Protocol>,
-    pub(crate) connector: Option<Connector>,
 }
 
-impl TcpTransport {
+fn is_retry(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+impl StreamTransport {
     fn has(&self, f: u32) -> bool {
         self.flags & f != 0
     }
 
-    fn end(&mut self, reason: Reason) {
-        if self.lost.is_none() {
-            self.lost = Some(Box::new(reason));
+    fn cold(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the cold part once nothing in it is in use.
+    fn trim(&mut self) {
+        if self.cold.as_ref().is_some_and(|c| c.is_idle()) {
+            self.cold = None;
         }
-        self.wbuf = None;
+    }
+
+    fn wbuf(&self) -> Option<&WriteBuffer> {
+        self.cold.as_ref()?.wbuf.as_ref()
+    }
+
+    fn pending(&self) -> bool {
+        self.wbuf().is_some()
+    }
+
+    fn lost(&self) -> bool {
+        self.cold.as_ref().is_some_and(|c| c.lost.is_some())
+    }
+
+    fn flow(&self) -> Option<&Flow> {
+        self.cold.as_ref()?.flow.as_ref()
+    }
+
+    fn flow_mut(&mut self) -> Option<&mut Flow> {
+        self.cold.as_mut()?.flow.as_mut()
+    }
+
+    fn end(&mut self, reason: Reason) {
+        let cold = self.cold();
+        if cold.lost.is_none() {
+            cold.lost = Some(reason);
+        }
+        cold.wbuf = None;
     }
 
     /// `lose_write_connection` was asked for and the shutdown has not happened yet.
@@ -97,21 +164,18 @@ impl TcpTransport {
     }
 
     fn can_write(&self) -> bool {
-        !self.has(CLOSED | ABORTED | WRITE_SHUT_REQ) && self.lost.is_none()
+        !self.has(CLOSED | ABORTED | WRITE_SHUT_REQ) && !self.lost()
     }
 
     fn pull_registered(&self) -> bool {
-        self.flow
-            .as_ref()
-            .is_some_and(|f| f.registered && !f.streaming)
+        self.flow().is_some_and(|f| f.registered && !f.streaming)
     }
 
-    /// Notes water-mark crossings after the buffer grew or shrank. A connection that never
-    /// registered a producer nor set limits has no `Flow`: it uses the default marks and keeps
-    /// their paused state in `MARKS_PAUSED`, so it allocates nothing.
+    /// Notes water-mark crossings after the buffer grew or shrank. Without a `Flow` the
+    /// default marks apply and their paused state lives in `MARKS_PAUSED` (no allocation).
     fn check_marks(&mut self) {
         let buffered = self.buffered_len();
-        let crossing = match self.flow.as_mut() {
+        let crossing = match self.flow_mut() {
             Some(f) => f.marks.update(buffered),
             None => {
                 let mut m = WaterMarks::default();
@@ -140,18 +204,81 @@ impl TcpTransport {
         }
     }
 
+    /// Sends wire bytes: at once if nothing waits, else after what waits.
+    fn send_wire(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(buf) = self.cold.as_mut().and_then(|c| c.wbuf.as_mut()) {
+            buf.extend(data);
+            self.check_marks();
+            return;
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_retry(&e) => {}
+                Err(e) => {
+                    self.end(Reason::lost(e));
+                    return;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            self.cold().wbuf = Some(WriteBuffer::from_slice(rest));
+            self.check_marks();
+        }
+    }
+
+    /// Runs `f` with the layer and the reusable wire buffer, then sends what it produced.
+    /// A layer error ends the connection once its last bytes (an alert) are sent.
+    fn through_layer(
+        &mut self,
+        f: impl FnOnce(&mut dyn StreamLayer, &mut Vec<u8>) -> Result<(), crate::layer::LayerError>,
+    ) {
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
+        let Some(layer) = cold.layer.as_mut() else {
+            return;
+        };
+        let mut wire = std::mem::take(&mut cold.wire);
+        let res = f(&mut **layer, &mut wire);
+        self.send_wire(&wire);
+        wire.clear();
+        if let Some(cold) = self.cold.as_mut() {
+            cold.wire = wire;
+        }
+        if let Err(e) = res {
+            self.fail_layer(e);
+        }
+    }
+
+    fn fail_layer(&mut self, e: crate::layer::LayerError) {
+        tracing::debug!("TLS failure: {e}");
+        // Give the alert a chance to leave before the socket closes.
+        self.flush();
+        self.end(Reason::Tls(e));
+    }
+
+    fn has_layer(&self) -> bool {
+        self.cold.as_ref().is_some_and(|c| c.layer.is_some())
+    }
+
     /// Sends as much of the buffer as the kernel takes.
     fn flush(&mut self) {
-        while let Some(buf) = self.wbuf.as_mut() {
-            match self.sock.write(buf.as_slice()) {
+        while let Some(buf) = self.cold.as_mut().and_then(|c| c.wbuf.as_mut()) {
+            match self.stream.write(buf.as_slice()) {
                 Ok(n) => {
                     buf.consume(n);
                     if buf.is_empty() {
-                        self.wbuf = None;
+                        self.cold().wbuf = None;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_retry(&e) => {}
                 Err(e) => {
                     self.end(Reason::lost(e));
                     return;
@@ -174,31 +301,16 @@ impl TcpTransport {
     }
 }
 
-impl Transport for TcpTransport {
+impl Transport for StreamTransport {
     fn write(&mut self, data: &[u8]) {
         if data.is_empty() || !self.can_write() {
             return;
         }
-        if let Some(buf) = self.wbuf.as_mut() {
-            buf.extend(data);
+        if self.has_layer() {
+            self.through_layer(|layer, wire| layer.write_plain(data, wire));
             self.check_marks();
-            return;
-        }
-        let mut rest = data;
-        while !rest.is_empty() {
-            match self.sock.write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.end(Reason::lost(e));
-                    return;
-                }
-            }
-        }
-        if !rest.is_empty() {
-            self.wbuf = Some(Box::new(WriteBuffer::from_slice(rest)));
-            self.check_marks();
+        } else {
+            self.send_wire(data);
         }
     }
 
@@ -206,7 +318,7 @@ impl Transport for TcpTransport {
         if !self.can_write() {
             return;
         }
-        if self.wbuf.is_some() {
+        if self.pending() || self.has_layer() {
             for b in bufs {
                 self.write(b);
             }
@@ -214,10 +326,10 @@ impl Transport for TcpTransport {
         }
         let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
         let mut sent = loop {
-            match self.sock.write_vectored(&slices) {
+            match self.stream.write_vectored(&slices) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_retry(&e) => {}
                 Err(e) => {
                     self.end(Reason::lost(e));
                     return;
@@ -228,7 +340,7 @@ impl Transport for TcpTransport {
             if sent >= b.len() {
                 sent -= b.len();
             } else {
-                self.write(&b[sent..]);
+                self.send_wire(&b[sent..]);
                 sent = 0;
             }
         }
@@ -266,12 +378,13 @@ impl Transport for TcpTransport {
         producer: Box<dyn Producer>,
         streaming: bool,
     ) -> Result<(), RegisterProducerError> {
-        if self.has(CLOSED | ABORTED) || self.lost.is_some() {
+        if self.has(CLOSED | ABORTED) || self.lost() {
             return Err(RegisterProducerError::Disconnected(producer));
         }
-        let flow = self.flow.get_or_insert_with(|| {
-            let mut f = Box::<Flow>::default();
-            if self.flags & MARKS_PAUSED != 0 {
+        let marks_paused = self.has(MARKS_PAUSED);
+        let flow = self.cold().flow.get_or_insert_with(|| {
+            let mut f = Flow::default();
+            if marks_paused {
                 let _ = f.marks.update(usize::MAX);
             }
             f
@@ -291,7 +404,7 @@ impl Transport for TcpTransport {
     }
 
     fn unregister_producer(&mut self) {
-        if let Some(flow) = self.flow.as_mut() {
+        if let Some(flow) = self.flow_mut() {
             flow.producer = None;
             flow.registered = false;
             flow.epoch = flow.epoch.wrapping_add(1);
@@ -301,7 +414,7 @@ impl Transport for TcpTransport {
 
     fn set_write_buffer_limits(&mut self, high: usize, low: usize) {
         let paused = self.has(MARKS_PAUSED);
-        let flow = self.flow.get_or_insert_with(Box::default);
+        let flow = self.cold().flow.get_or_insert_with(Flow::default);
         let was_paused = paused || flow.marks.is_paused();
         flow.marks = WaterMarks::new(high, low);
         if was_paused {
@@ -312,24 +425,47 @@ impl Transport for TcpTransport {
     }
 
     fn write_buffer_limits(&self) -> (usize, usize) {
-        self.flow
-            .as_ref()
+        self.flow()
             .map_or(WaterMarks::default().limits(), |f| f.marks.limits())
     }
 
-    fn peer(&self) -> Address {
-        Address::Tcp(self.peer)
+    fn start_tls(&mut self, layer: Box<dyn StreamLayer>) -> io::Result<()> {
+        if self.has_layer() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "TLS is already started on this connection",
+            ));
+        }
+        if !self.can_write() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        self.cold().layer = Some(layer);
+        // A client layer speaks first: let it send its hello now.
+        self.through_layer(|layer, wire| layer.write_plain(&[], wire));
+        Ok(())
     }
 
-    fn host(&self) -> Address {
-        self.sock
-            .local_addr()
-            .map(Address::Tcp)
+    fn layer_info(&self) -> Option<LayerInfo> {
+        self.cold.as_ref()?.layer.as_ref()?.info()
+    }
+
+    fn peer(&self) -> Address {
+        unpack_v4(self.peer_v4)
+            .or_else(|| self.cold.as_ref().and_then(|c| c.peer.clone()))
             .unwrap_or(Address::Unknown)
     }
 
+    fn host(&self) -> Address {
+        self.stream.local_address()
+    }
+
     fn buffered_len(&self) -> usize {
-        self.wbuf.as_ref().map_or(0, |b| b.len())
+        let layer = self
+            .cold
+            .as_ref()
+            .and_then(|c| c.layer.as_ref())
+            .map_or(0, |l| l.buffered_plaintext());
+        self.wbuf().map_or(0, |b| b.len()) + layer
     }
 
     fn is_disconnecting(&self) -> bool {
@@ -337,38 +473,38 @@ impl Transport for TcpTransport {
     }
 
     fn is_connected(&self) -> bool {
-        !self.has(CLOSED | ABORTED) && self.lost.is_none()
+        !self.has(CLOSED | ABORTED) && !self.lost()
     }
 
     fn set_tcp_nodelay(&mut self, enabled: bool) -> io::Result<()> {
-        self.sock.set_nodelay(enabled)
+        self.stream.tcp()?.set_nodelay(enabled)
     }
 
     fn tcp_nodelay(&self) -> io::Result<bool> {
-        self.sock.nodelay()
+        self.stream.tcp()?.nodelay()
     }
 
     fn set_tcp_keepalive(&mut self, enabled: bool) -> io::Result<()> {
-        socket2::SockRef::from(&self.sock).set_keepalive(enabled)
+        socket2::SockRef::from(self.stream.tcp()?).set_keepalive(enabled)
     }
 
     fn tcp_keepalive(&self) -> io::Result<bool> {
-        socket2::SockRef::from(&self.sock).keepalive()
+        socket2::SockRef::from(self.stream.tcp()?).keepalive()
     }
 }
 
-impl TcpTransport {
+impl StreamTransport {
     /// Runs user code with a `Cx` over this transport, catching a panic (which aborts the
     /// connection).
     fn call(&mut self, reactor: &Reactor, what: &str, f: impl FnOnce(&mut Cx<'_>)) {
-        let (peer, id) = (self.peer, self.id);
+        let id = self.id;
         let res = guard(what, || f(&mut Cx::for_connection(self, reactor, id)));
         if let Err(msg) = res {
-            tracing::error!(peer = %peer, "aborting connection after a panic in its {what}");
+            tracing::error!(peer = %self.peer(), "aborting connection after a panic in its {what}");
             if !self.has(CLOSED) {
                 self.flags |= ABORTED | DISCONNECTING;
-                self.lost = Some(Box::new(Reason::Panicked(msg)));
-                self.wbuf = None;
+                self.cold().lost = Some(Reason::Panicked(msg));
+                self.cold().wbuf = None;
             }
         }
     }
@@ -376,7 +512,7 @@ impl TcpTransport {
     /// Calls the registered producer, if any. It is taken out for the call and put back
     /// unless it unregistered meanwhile.
     fn call_producer(&mut self, reactor: &Reactor, f: impl FnOnce(&mut dyn Producer, &mut Cx<'_>)) {
-        let Some(flow) = self.flow.as_mut() else {
+        let Some(flow) = self.flow_mut() else {
             return;
         };
         let Some(mut p) = flow.producer.take() else {
@@ -384,7 +520,7 @@ impl TcpTransport {
         };
         let epoch = flow.epoch;
         self.call(reactor, "producer", |cx| f(&mut *p, cx));
-        if let Some(flow) = self.flow.as_mut() {
+        if let Some(flow) = self.flow_mut() {
             if flow.epoch == epoch && flow.registered {
                 flow.producer = Some(p);
             }
@@ -396,11 +532,11 @@ impl TcpTransport {
     /// again within the same cycle.
     fn deliver_flow(&mut self, reactor: &Reactor, protocol: &mut dyn Protocol) {
         let mut pulls = 0;
-        while self.has(NOTIFY_ANY) && !self.has(CLOSED) && self.lost.is_none() {
+        while self.has(NOTIFY_ANY) && !self.has(CLOSED) && !self.lost() {
             if self.has(NOTIFY_PAUSE) {
                 self.flags &= !NOTIFY_PAUSE;
                 self.call(reactor, "protocol", |cx| protocol.pause_writing(cx));
-                let due = self.flow.as_mut().is_some_and(|f| {
+                let due = self.flow_mut().is_some_and(|f| {
                     let due = f.registered && f.streaming && !f.producer_paused;
                     f.producer_paused |= due;
                     due
@@ -411,7 +547,7 @@ impl TcpTransport {
             } else if self.has(NOTIFY_RESUME) {
                 self.flags &= !NOTIFY_RESUME;
                 self.call(reactor, "protocol", |cx| protocol.resume_writing(cx));
-                let due = self.flow.as_mut().is_some_and(|f| {
+                let due = self.flow_mut().is_some_and(|f| {
                     let due = f.registered && f.streaming && f.producer_paused;
                     f.producer_paused &= !due;
                     due
@@ -426,13 +562,24 @@ impl TcpTransport {
                 }
                 self.flags &= !PULL_DUE;
                 pulls += 1;
-                if self.pull_registered() && self.wbuf.is_none() {
+                if self.pull_registered() && !self.pending() {
                     self.call_producer(reactor, |p, cx| p.resume_producing(cx));
-                    if self.wbuf.is_none() && self.pull_registered() {
+                    if !self.pending() && self.pull_registered() {
                         self.flags |= PULL_DUE;
                     }
                 }
             }
+        }
+    }
+
+    /// Queues the layer's closing bytes once, before a clean close or a half-close.
+    fn close_layer(&mut self) {
+        if self.has_layer() && !self.has(LAYER_CLOSED) {
+            self.flags |= LAYER_CLOSED;
+            self.through_layer(|layer, wire| {
+                layer.close(wire);
+                Ok(())
+            });
         }
     }
 }
@@ -444,17 +591,18 @@ impl Connection {
         reactor: &Reactor,
         f: impl FnOnce(&mut dyn Protocol, &mut Cx<'_>),
     ) {
-        let Connection { t, protocol, .. } = self;
+        let Connection { t, protocol } = self;
         t.call(reactor, "protocol", |cx| f(&mut **protocol, cx));
     }
 }
 
-/// Registers a new connected socket and calls `connection_made`. `id` is a busy slot.
+/// Registers a new connected socket and calls `connection_made`. `id` is a busy slot;
+/// `registered` says the socket is already registered under it (a client that connected).
 pub(crate) fn adopt(
     reactor: &Reactor,
     id: SlotId,
-    mut sock: TcpStream,
-    peer: SocketAddr,
+    mut stream: Stream,
+    peer: Address,
     protocol: Box<dyn Protocol>,
     connector: Option<Connector>,
     registered: bool,
@@ -462,34 +610,36 @@ pub(crate) fn adopt(
     let core = &*reactor.core;
     let reg = if registered {
         core.registry
-            .reregister(&mut sock, id.token(), Interest::READABLE)
+            .reregister(&mut stream, id.token(), Interest::READABLE)
     } else {
         core.registry
-            .register(&mut sock, id.token(), Interest::READABLE)
+            .register(&mut stream, id.token(), Interest::READABLE)
     };
     if let Err(e) = reg {
         tracing::error!(peer = %peer, "could not register a connection: {e}");
         core.remove(id);
         return;
     }
-    let half = if protocol.half_closeable() {
+    let flags = if protocol.half_closeable() {
         HALF_CLOSEABLE
     } else {
         0
     };
-    let mut conn = Box::new(Connection {
-        t: TcpTransport {
-            sock,
-            id,
-            flags: half,
-            wbuf: None,
-            lost: None,
-            peer,
-            flow: None,
-        },
-        protocol,
-        connector,
-    });
+    let peer_v4 = pack_v4(&peer);
+    let mut t = StreamTransport {
+        stream,
+        flags,
+        id,
+        peer_v4,
+        cold: None,
+    };
+    if peer_v4 == 0 {
+        t.cold().peer = Some(peer);
+    }
+    if connector.is_some() {
+        t.cold().connector = connector;
+    }
+    let mut conn = Box::new(Connection { t, protocol });
     conn.call(reactor, |p, cx| p.connection_made(cx));
     put_back(reactor, id, conn);
 }
@@ -502,22 +652,25 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId, ready: Ready) {
     };
     conn.t.flags &= !QUEUED;
     if !conn.t.has(CLOSED | CLOSE_QUEUED) {
-        let Connection { t, protocol, .. } = &mut *conn;
+        let Connection { t, protocol } = &mut *conn;
         if ready.error {
-            match t.sock.take_error() {
+            match t.stream.take_error() {
                 Ok(Some(e)) | Err(e) => t.end(Reason::lost(e)),
                 Ok(None) => {}
             }
         }
-        if t.wbuf.is_some() && ready.writable {
+        if t.pending() && ready.writable {
             t.flush();
         }
         if t.has(NOTIFY_ANY) {
             t.deliver_flow(reactor, &mut **protocol);
         }
-        if t.half_close_pending() && t.wbuf.is_none() && t.lost.is_none() {
+        if t.half_close_pending() && !t.pending() && !t.lost() {
+            t.close_layer();
+        }
+        if t.half_close_pending() && !t.pending() && !t.lost() {
             t.flags |= WRITE_SHUT_DONE;
-            let _ = t.sock.shutdown(Shutdown::Write);
+            let _ = t.stream.shutdown(Shutdown::Write);
             if t.has(HALF_CLOSEABLE) {
                 t.call(reactor, "protocol", |cx| protocol.write_connection_lost(cx));
             }
@@ -543,8 +696,7 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
         // nothing left unread is reported now, paused or not (Twisted misses it, #11168).
         conn.t.flags |= READ_PENDING;
         if read_closed {
-            let mut probe = [0u8; 1];
-            match conn.t.sock.peek(&mut probe) {
+            match conn.t.stream.peek_eof() {
                 Ok(0) => {
                     conn.t.flags &= !READ_PENDING;
                     eof(reactor, conn);
@@ -559,20 +711,24 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
     let mut buf = std::mem::take(&mut *core.read_buf.borrow_mut());
     let mut reads = 0;
     loop {
-        if conn.t.has(DISCONNECTING | ABORTED | CLOSED | READ_EOF) || conn.t.lost.is_some() {
+        if conn.t.has(DISCONNECTING | ABORTED | CLOSED | READ_EOF) || conn.t.lost() {
             break;
         }
         if conn.t.has(PAUSED) {
             conn.t.flags |= READ_PENDING;
             break;
         }
-        match conn.t.sock.read(&mut buf) {
+        match conn.t.stream.read(&mut buf) {
             Ok(0) => {
                 eof(reactor, conn);
                 break;
             }
             Ok(n) => {
-                conn.call(reactor, |p, cx| p.data_received(cx, &buf[..n]));
+                if conn.t.has_layer() {
+                    received_through_layer(reactor, conn, &buf[..n]);
+                } else {
+                    conn.call(reactor, |p, cx| p.data_received(cx, &buf[..n]));
+                }
                 reads += 1;
                 // A short read drained the socket; the next edge will tell us of more.
                 if n < buf.len() && !read_closed {
@@ -584,7 +740,7 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_retry(&e) => {}
             Err(e) => {
                 conn.t.end(Reason::lost(e));
                 break;
@@ -594,7 +750,36 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
     *core.read_buf.borrow_mut() = buf;
 }
 
+/// Wire bytes through the layer; the plaintext they complete goes to `data_received`.
+fn received_through_layer(reactor: &Reactor, conn: &mut Connection, data: &[u8]) {
+    let mut plain = conn
+        .t
+        .cold
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.plain))
+        .unwrap_or_default();
+    conn.t
+        .through_layer(|layer, wire| layer.read_wire(data, &mut plain, wire));
+    if !plain.is_empty() && !conn.t.has(CLOSED | ABORTED) {
+        conn.call(reactor, |p, cx| p.data_received(cx, &plain));
+    }
+    plain.clear();
+    if let Some(c) = conn.t.cold.as_mut() {
+        c.plain = plain;
+    }
+}
+
 fn eof(reactor: &Reactor, conn: &mut Connection) {
+    if let Some(Err(e)) = conn
+        .t
+        .cold
+        .as_mut()
+        .and_then(|c| c.layer.as_mut())
+        .map(|l| l.wire_closed())
+    {
+        conn.t.end(Reason::Tls(e));
+        return;
+    }
     if conn.t.has(HALF_CLOSEABLE) {
         conn.t.flags |= READ_EOF;
         conn.call(reactor, |p, cx| p.read_connection_lost(cx));
@@ -617,25 +802,34 @@ pub(crate) fn put_back(reactor: &Reactor, id: SlotId, mut conn: Box<Connection>)
     core.restore(id, Entry::Conn(conn));
 }
 
+fn queue_close(core: &Core, t: &mut StreamTransport) {
+    t.flags |= CLOSE_QUEUED;
+    core.closing.borrow_mut().push_back(t.id);
+}
+
 /// Brings registration and queues in line with the transport's state. Runs no user code.
-fn settle(core: &Core, t: &mut TcpTransport) {
+fn settle(core: &Core, t: &mut StreamTransport) {
     if t.has(CLOSED | CLOSE_QUEUED) {
         return;
     }
-    if t.lost.is_none()
-        && t.has(DISCONNECTING)
-        && t.wbuf.is_none()
-        && !t.half_close_pending()
-        && !t.pull_registered()
-    {
-        t.lost = Some(Box::new(Reason::ConnectionDone));
+    let closable = |t: &StreamTransport| {
+        !t.lost()
+            && t.has(DISCONNECTING)
+            && !t.pending()
+            && !t.half_close_pending()
+            && !t.pull_registered()
+    };
+    if closable(t) {
+        t.close_layer();
     }
-    if t.lost.is_some() {
-        t.flags |= CLOSE_QUEUED;
-        core.closing.borrow_mut().push_back(t.id);
+    if closable(t) {
+        t.cold().lost = Some(Reason::ConnectionDone);
+    }
+    if t.lost() {
+        queue_close(core, t);
         return;
     }
-    let want_writable = t.wbuf.is_some();
+    let want_writable = t.pending();
     if want_writable != t.has(REG_WRITABLE) {
         let interest = if want_writable {
             Interest::READABLE | Interest::WRITABLE
@@ -644,23 +838,23 @@ fn settle(core: &Core, t: &mut TcpTransport) {
         };
         match core
             .registry
-            .reregister(&mut t.sock, t.id.token(), interest)
+            .reregister(&mut t.stream, t.id.token(), interest)
         {
             Ok(()) => t.flags ^= REG_WRITABLE,
             Err(e) => {
                 t.end(Reason::lost(e));
-                t.flags |= CLOSE_QUEUED;
-                core.closing.borrow_mut().push_back(t.id);
+                queue_close(core, t);
                 return;
             }
         }
     }
     let more_reading = t.has(READ_PENDING) && !t.has(PAUSED | DISCONNECTING);
-    let half_close_due = t.half_close_pending() && t.wbuf.is_none();
+    let half_close_due = t.half_close_pending() && !t.pending();
     if (more_reading || half_close_due || t.has(NOTIFY_ANY)) && !t.has(QUEUED) {
         t.flags |= QUEUED;
         core.push_ready(t.id);
     }
+    t.trim();
 }
 
 /// An operation through a [`ConnectionHandle`](crate::ConnectionHandle).
@@ -702,7 +896,11 @@ pub(crate) enum HandleOp<'a> {
 }
 
 /// Reads state of a connection through a handle: `None` if it is gone.
-pub(crate) fn inspect<R>(core: &Core, id: SlotId, f: impl FnOnce(&TcpTransport) -> R) -> Option<R> {
+pub(crate) fn inspect<R>(
+    core: &Core,
+    id: SlotId,
+    f: impl FnOnce(&StreamTransport) -> R,
+) -> Option<R> {
     let slots = core.slots.borrow();
     match slots.get(id.key as usize) {
         Some(s) if s.generation == id.generation => match &s.entry {
@@ -734,16 +932,22 @@ pub(crate) fn finish(reactor: &Reactor, id: SlotId) {
             _ => return,
         }
     };
-    let reason = conn.t.lost.take().map_or(Reason::ConnectionDone, |b| *b);
     let t = &mut conn.t;
+    let reason = t
+        .cold
+        .as_mut()
+        .and_then(|c| c.lost.take())
+        .unwrap_or(Reason::ConnectionDone);
     t.flags |= CLOSED;
-    t.wbuf = None;
-    if t.flow.as_ref().is_some_and(|f| f.registered) {
+    if let Some(c) = t.cold.as_mut() {
+        c.wbuf = None;
+    }
+    if t.flow().is_some_and(|f| f.registered) {
         t.call_producer(reactor, |p, cx| p.stop_producing(cx));
         t.unregister_producer();
     }
-    let _ = core.registry.deregister(&mut t.sock);
-    let sock = socket2::SockRef::from(&t.sock);
+    let _ = core.registry.deregister(&mut t.stream);
+    let sock = socket2::SockRef::from(&t.stream);
     match reason {
         Reason::ConnectionAborted | Reason::Panicked(_) => {
             // SO_LINGER 0: close(2) sends RST and drops what is unsent.
@@ -755,11 +959,11 @@ pub(crate) fn finish(reactor: &Reactor, id: SlotId) {
         _ => {}
     }
     if !reason.is_clean() {
-        tracing::debug!(peer = %conn.t.peer, "connection lost: {reason}");
+        tracing::debug!(peer = %t.peer(), "connection lost: {reason}");
     }
+    let connector = t.cold.as_mut().and_then(|c| c.connector.take());
     let r = reason.clone();
     conn.call(reactor, move |p, cx| p.connection_lost(cx, r));
-    let connector = conn.connector.take();
     drop(conn);
     if let Some(c) = connector {
         c.connection_lost(reactor, reason);
@@ -783,7 +987,6 @@ pub(crate) fn disconnect_for_shutdown(reactor: &Reactor, id: SlotId) {
         }
         t.flush();
         t.end(Reason::ConnectionLost(None));
-        t.flags |= CLOSE_QUEUED;
-        core.closing.borrow_mut().push_back(t.id);
+        queue_close(core, t);
     }
 }

@@ -438,8 +438,8 @@ fn connected(
     super::connection::adopt(
         reactor,
         id,
-        sock,
-        peer,
+        super::stream::Stream::Tcp(sock),
+        address,
         protocol,
         Some(connector.clone()),
         true,

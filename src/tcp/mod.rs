@@ -4,6 +4,7 @@
 pub(crate) mod connection;
 pub(crate) mod connector;
 pub(crate) mod port;
+pub(crate) mod stream;
 
 pub(crate) use connection::Connection;
 pub(crate) use connector::Connecting;

@@ -253,7 +253,8 @@ fn accept_one(reactor: &Reactor, factory: &Rc<dyn Factory>, sock: TcpStream, add
         Ok(None) | Err(_) => drop(sock),
         Ok(Some(protocol)) => {
             let id = reactor.core.insert_busy();
-            super::connection::adopt(reactor, id, sock, addr, protocol, None, false);
+            let stream = super::stream::Stream::Tcp(sock);
+            super::connection::adopt(reactor, id, stream, address, protocol, None, false);
         }
     }
 }
