@@ -111,6 +111,9 @@ pub struct LoadResult {
     pub gen_cpu_pct: f64,
     /// The server's CPU use over the window, % of one core (/proc/PID/stat).
     pub server_cpu_pct: Option<f64>,
+    /// CPU used by everything else on the machine over the window, % of one core: other
+    /// jobs competing with the benchmark (high values mean a noisy figure).
+    pub other_cpu_pct: Option<f64>,
     /// Connections that failed to connect (churn, idle), retried.
     pub connect_errors: u64,
 }
@@ -127,6 +130,7 @@ struct Window {
     start: Instant,
     cpu: Duration,
     server_cpu: Option<Duration>,
+    machine: Option<Duration>,
 }
 
 impl Window {
@@ -135,13 +139,15 @@ impl Window {
             start: Instant::now(),
             cpu: sys::self_cpu(),
             server_cpu: server_pid.and_then(|p| sys::proc_cpu(p).ok()),
+            machine: sys::machine_busy().ok(),
         }
     }
 
     fn close(&self, server_pid: Option<u32>, r: &mut LoadResult) {
         let secs = self.start.elapsed().as_secs_f64();
         r.secs = secs;
-        r.gen_cpu_pct = (sys::self_cpu() - self.cpu).as_secs_f64() / secs * 100.0;
+        let gen_cpu = sys::self_cpu() - self.cpu;
+        r.gen_cpu_pct = gen_cpu.as_secs_f64() / secs * 100.0;
         r.server_cpu_pct = match (
             server_pid.and_then(|p| sys::proc_cpu(p).ok()),
             self.server_cpu,
@@ -149,6 +155,12 @@ impl Window {
             (Some(b), Some(a)) => Some((b.saturating_sub(a)).as_secs_f64() / secs * 100.0),
             _ => None,
         };
+        if let (Some(m), Some(a), Some(s)) =
+            (sys::machine_busy().ok(), self.machine, r.server_cpu_pct)
+        {
+            let others = m.saturating_sub(a).as_secs_f64() / secs * 100.0 - r.gen_cpu_pct - s;
+            r.other_cpu_pct = Some(others.max(0.0));
+        }
         r.msgs_per_sec = r.messages as f64 / secs;
         r.mb_per_sec = r.bytes as f64 / secs / 1e6;
     }

@@ -49,6 +49,10 @@ struct SuiteArgs {
     /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// Wait up to this many seconds before each run for other jobs to leave the CPUs quiet
+    /// (default: 30 for `all`, 0 for `smoke`).
+    #[arg(long)]
+    quiet_wait_s: Option<u64>,
     /// Ping-pong connection counts (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pingpong_conns: Option<Vec<usize>>,
@@ -93,6 +97,9 @@ fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode 
     cfg.nodelay = !args.no_nodelay;
     if let Some(only) = &args.only {
         cfg.only = only.clone();
+    }
+    if let Some(q) = args.quiet_wait_s {
+        cfg.quiet_wait_s = q;
     }
     if let Some(p) = &args.pingpong_conns {
         cfg.pingpong_conns = p.clone();

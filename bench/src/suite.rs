@@ -37,6 +37,9 @@ pub struct Config {
     pub servers: Vec<ServerKind>,
     /// Benchmark groups to run: pingpong, stream, churn, idle, timers.
     pub only: Vec<String>,
+    /// Before each run, wait up to this long for the machine to be quiet (other jobs using
+    /// under a quarter of a CPU).
+    pub quiet_wait_s: u64,
 }
 
 impl Config {
@@ -61,6 +64,7 @@ impl Config {
             only: ["pingpong", "stream", "churn", "idle", "timers"]
                 .map(String::from)
                 .to_vec(),
+            quiet_wait_s: 30,
         }
     }
 
@@ -77,6 +81,7 @@ impl Config {
             timers_n: 20_000,
             timers_max_delay_ms: 50,
             precision_samples: 20,
+            quiet_wait_s: 0,
             ..Config::full()
         }
     }
@@ -151,7 +156,22 @@ impl Suite {
         })
     }
 
+    /// Waits (bounded by `quiet_wait_s`) until the machine is nearly idle, so that other
+    /// jobs on a shared machine disturb the measurements less.
+    fn settle(&self) {
+        let end = std::time::Instant::now() + Duration::from_secs(self.cfg.quiet_wait_s);
+        while std::time::Instant::now() < end {
+            let Ok(a) = sys::machine_busy() else { return };
+            std::thread::sleep(Duration::from_millis(250));
+            let Ok(b) = sys::machine_busy() else { return };
+            if b.saturating_sub(a) < Duration::from_millis(250) / 4 {
+                return;
+            }
+        }
+    }
+
     fn start_server(&self, kind: ServerKind) -> io::Result<(Guarded, u16)> {
+        self.settle();
         let mut cmd = Command::new(&self.exe);
         cmd.args(["server", kind.name(), "--port", "0"]);
         if let Some(core) = self.server_core {
@@ -297,6 +317,7 @@ impl Suite {
     }
 
     fn run_timers(&self, imp: TimerImpl) -> io::Result<TimerResult> {
+        self.settle();
         let c = &self.cfg;
         let mut cmd = Command::new(&self.exe);
         cmd.args([
@@ -383,13 +404,14 @@ impl Suite {
                     });
                     if r.ok {
                         eprintln!(
-                            "{label} {:>10.0} msg/s {:>9.1} MB/s p50 {:>7.1} µs p99 {:>7.1} µs  cpu: server {:>3.0}% gen {:>3.0}%",
+                            "{label} {:>10.0} msg/s {:>9.1} MB/s p50 {:>7.1} µs p99 {:>7.1} µs  cpu: server {:>3.0}% gen {:>3.0}% others {:>3.0}%",
                             r.msgs_per_sec,
                             r.mb_per_sec,
                             r.p50_us,
                             r.p99_us,
                             r.server_cpu_pct.unwrap_or(f64::NAN),
-                            r.gen_cpu_pct
+                            r.gen_cpu_pct,
+                            r.other_cpu_pct.unwrap_or(f64::NAN),
                         );
                     } else {
                         let e = r.error.clone().unwrap_or_default();

@@ -74,6 +74,27 @@ pub fn proc_cpu(pid: u32) -> io::Result<Duration> {
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
+/// Busy CPU time of the whole machine, all CPUs together (/proc/stat: everything but idle and
+/// iowait).
+pub fn machine_busy() -> io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::other("no cpu line"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(busy * 1_000_000_000 / hz))
+}
+
 /// CPU time (user + system) this process has used, from getrusage.
 pub fn self_cpu() -> Duration {
     // SAFETY: getrusage gets a valid pointer.
