@@ -11,7 +11,7 @@
 use std::fmt;
 
 /// Why a layer gave up on a connection (a TLS alert, a bad certificate, garbage instead of a
-/// handshake). It reaches `connection_lost` as [`Reason::Layer`](crate::Reason::Layer).
+/// handshake). It reaches `connection_lost` as [`Reason::Tls`](crate::Reason::Tls).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerError(pub String);
 

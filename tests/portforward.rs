@@ -265,5 +265,9 @@ fn lost_reason_is_clean_after_both_halves_close() {
     run(&reactor);
     join(client);
     let reason = check_lifecycle(&log);
-    assert!(matches!(reason, Reason::ConnectionDone), "{reason:?}: {:?}", log.borrow());
+    assert!(
+        matches!(reason, Reason::ConnectionDone),
+        "{reason:?}: {:?}",
+        log.borrow()
+    );
 }

@@ -990,3 +990,17 @@ pub(crate) fn disconnect_for_shutdown(reactor: &Reactor, id: SlotId) {
         queue_close(core, t);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_fits_a_small_allocation() {
+        // 56 bytes is a 64-byte malloc chunk: the idle-memory budget depends on it. The socket
+        // is 8 bytes in release builds; mio adds a selector id to it in debug builds.
+        let socket_extra = std::mem::size_of::<Stream>() - 8;
+        let size = std::mem::size_of::<Connection>() - socket_extra;
+        assert!(size <= 56, "{size}");
+    }
+}
