@@ -16,7 +16,7 @@ use torsion::protocols::basic::{
 use torsion::testing::StringTransport;
 use torsion::{Cx, Protocol, Reactor};
 
-const DELIMITERS: &[&[u8]] = &[b"\r\n", b"\n", b"\r\n\r\n", b"aa", b"xyx"];
+const DELIMITERS: &[&[u8]] = &[b"\r\n", b"\n", b"\r\n\r\n", b"aa", b"xyx", b"xyxyz"];
 
 /// Splits the configuration bytes off the input.
 struct Input<'a> {

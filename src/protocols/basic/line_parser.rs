@@ -187,6 +187,7 @@ impl LineParser {
         })
     }
 
+    #[inline]
     pub(crate) fn next_span(&mut self, chunk: &[u8], pos: &mut usize) -> Option<(Kind, Span)> {
         self.splitter.buf.release_if_idle();
         if !self.line_mode {
@@ -206,6 +207,7 @@ impl LineParser {
         }
     }
 
+    #[inline]
     pub(crate) fn resolve<'a>(&'a self, chunk: &'a [u8], span: &Span) -> &'a [u8] {
         self.splitter.resolve(chunk, span)
     }

@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use memchr::memmem::Finder;
+use memchr::memmem;
 
 use super::buffer::RecvBuffer;
 
@@ -43,11 +43,60 @@ pub(crate) enum Search {
     Incomplete,
 }
 
+/// A delimiter search tuned for the usual short delimiters.
+///
+/// For up to four bytes, `memchr` finds candidates for the first byte and each is checked in
+/// place: on lines of a few dozen bytes that beats a general substring search, whose setup
+/// costs more than the scan. The check is bounded by the delimiter's length, so the search
+/// stays linear. Longer delimiters use `memmem`.
+#[derive(Clone)]
+enum Needle {
+    Short(Vec<u8>),
+    Long(Box<memmem::Finder<'static>>),
+}
+
+impl Needle {
+    fn new(delimiter: &[u8]) -> Self {
+        if delimiter.len() <= 4 {
+            Needle::Short(delimiter.to_vec())
+        } else {
+            Needle::Long(Box::new(memmem::Finder::new(delimiter).into_owned()))
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Needle::Short(d) => d,
+            Needle::Long(f) => f.needle(),
+        }
+    }
+
+    #[inline]
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        match self {
+            Needle::Short(d) => {
+                let mut from = 0;
+                while let Some(i) = memchr::memchr(d[0], &haystack[from..]) {
+                    let at = from + i;
+                    let candidate = &haystack[at..];
+                    if candidate.len() >= d.len()
+                        && d[1..].iter().zip(&candidate[1..]).all(|(a, b)| a == b)
+                    {
+                        return Some(at);
+                    }
+                    from = at + 1;
+                }
+                None
+            }
+            Needle::Long(f) => f.find(haystack),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Splitter {
     pub(crate) buf: RecvBuffer,
-    delimiter: Vec<u8>,
-    finder: Finder<'static>,
+    delimiter: Needle,
     /// Positions of the buffer, counted from its first live byte, known not to start a
     /// delimiter.
     searched: usize,
@@ -57,7 +106,7 @@ impl std::fmt::Debug for Splitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Splitter")
             .field("buffered", &self.buf.len())
-            .field("delimiter", &self.delimiter)
+            .field("delimiter", &self.delimiter())
             .finish()
     }
 }
@@ -69,20 +118,19 @@ impl Splitter {
         assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
         Splitter {
             buf: RecvBuffer::default(),
-            delimiter: delimiter.to_vec(),
-            finder: Finder::new(delimiter).into_owned(),
+            delimiter: Needle::new(delimiter),
             searched: 0,
         }
     }
 
     pub(crate) fn delimiter(&self) -> &[u8] {
-        &self.delimiter
+        self.delimiter.bytes()
     }
 
     /// # Panics
     /// If `delimiter` is empty.
     pub(crate) fn set_delimiter(&mut self, delimiter: &[u8]) {
-        if delimiter != self.delimiter.as_slice() {
+        if delimiter != self.delimiter() {
             *self = Splitter {
                 buf: std::mem::take(&mut self.buf),
                 ..Splitter::new(delimiter)
@@ -100,6 +148,7 @@ impl Splitter {
         self.searched = 0;
     }
 
+    #[inline]
     pub(crate) fn resolve<'a>(&'a self, chunk: &'a [u8], span: &Span) -> &'a [u8] {
         match span {
             Span::Buffer(r) => self.buf.slice(r.clone()),
@@ -109,25 +158,35 @@ impl Splitter {
 
     /// Finds the first delimiter in the buffered bytes followed by `chunk[*pos..]`, looking
     /// only at delimiters that end within the first `limit` pending bytes.
+    #[inline]
     pub(crate) fn find(&mut self, chunk: &[u8], pos: &mut usize, limit: usize) -> Search {
-        let dlen = self.delimiter.len();
-        let rest = &chunk[*pos..];
-        if self.buf.is_empty() {
-            let window = &rest[..rest.len().min(limit)];
-            if let Some(q) = self.finder.find(window) {
-                let start = *pos;
-                *pos += q + dlen;
-                return Search::Line(Span::Chunk(start..start + q));
-            }
-            if rest.len() >= limit {
-                return Search::Beyond;
-            }
-            self.buf.extend(rest);
-            *pos = chunk.len();
-            self.searched = rest.len().saturating_sub(dlen - 1);
-            return Search::Incomplete;
+        if !self.buf.is_empty() {
+            return self.find_buffered_then_chunk(chunk, pos, limit);
         }
+        let rest = &chunk[*pos..];
+        match self.delimiter.find(&rest[..rest.len().min(limit)]) {
+            Some(q) => {
+                let start = *pos;
+                *pos += q + self.delimiter().len();
+                Search::Line(Span::Chunk(start..start + q))
+            }
+            None if rest.len() >= limit => Search::Beyond,
+            None => self.stash(chunk, pos),
+        }
+    }
 
+    /// Buffers the rest of a chunk that holds no delimiter.
+    #[cold]
+    fn stash(&mut self, chunk: &[u8], pos: &mut usize) -> Search {
+        self.buf.extend(&chunk[*pos..]);
+        *pos = chunk.len();
+        self.searched = self.buf.len().saturating_sub(self.delimiter().len() - 1);
+        Search::Incomplete
+    }
+
+    fn find_buffered_then_chunk(&mut self, chunk: &[u8], pos: &mut usize, limit: usize) -> Search {
+        let dlen = self.delimiter().len();
+        let rest = &chunk[*pos..];
         let before = self.buf.len();
         if let Some(span) = self.find_buffered(limit) {
             return Search::Line(span);
@@ -147,7 +206,7 @@ impl Splitter {
             return Search::Line(span);
         }
         let room = limit - before;
-        match self.finder.find(&rest[..rest.len().min(room)]) {
+        match self.delimiter.find(&rest[..rest.len().min(room)]) {
             Some(q) => {
                 // Any match within the first k bytes was found in the buffer above.
                 debug_assert!(q + dlen > k);
@@ -159,12 +218,7 @@ impl Splitter {
                 Search::Line(Span::Buffer(start..start + before + q))
             }
             None if before + rest.len() >= limit => Search::Beyond,
-            None => {
-                self.buf.extend(&rest[k..]);
-                *pos = chunk.len();
-                self.searched = self.buf.len().saturating_sub(dlen - 1);
-                Search::Incomplete
-            }
+            None => self.stash(chunk, pos),
         }
     }
 
@@ -172,17 +226,17 @@ impl Splitter {
         let live = self.buf.as_slice();
         let end = live.len().min(limit);
         if self.searched < end {
-            if let Some(i) = self.finder.find(&live[self.searched..end]) {
+            if let Some(i) = self.delimiter.find(&live[self.searched..end]) {
                 let p = self.searched + i;
                 let start = self.buf.range().start;
-                self.buf.consume(p + self.delimiter.len());
+                self.buf.consume(p + self.delimiter().len());
                 self.searched = 0;
                 return Some(Span::Buffer(start..start + p));
             }
         }
         self.searched = self
             .searched
-            .max(end.saturating_sub(self.delimiter.len() - 1));
+            .max(end.saturating_sub(self.delimiter().len() - 1));
         None
     }
 
@@ -205,10 +259,10 @@ impl Splitter {
     pub(crate) fn drop_complete_lines(&mut self, chunk: &[u8], pos: &mut usize) {
         self.buf.extend(&chunk[*pos..]);
         *pos = chunk.len();
-        let dlen = self.delimiter.len();
+        let dlen = self.delimiter().len();
         let live = self.buf.as_slice();
         let mut end = 0;
-        while let Some(i) = self.finder.find(&live[end..]) {
+        while let Some(i) = self.delimiter.find(&live[end..]) {
             end += i + dlen;
         }
         self.buf.consume(end);

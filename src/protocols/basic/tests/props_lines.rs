@@ -228,7 +228,8 @@ impl LineHandler for Scripted {
     }
 }
 
-const DELIMITERS: &[&[u8]] = &[b"\r\n", b"\n", b"ab", b"aa", b"xyx"];
+/// Short and long (searched differently), self-overlapping and not.
+const DELIMITERS: &[&[u8]] = &[b"\r\n", b"\n", b"ab", b"aa", b"xyx", b"xyxyz"];
 
 fn stream() -> impl Strategy<Value = Vec<u8>> {
     let alphabet = b"abxyz\r\n\nRCPXEMDLKT".to_vec();
