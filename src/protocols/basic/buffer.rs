@@ -10,7 +10,9 @@ const IDLE_CAPACITY: usize = 4096;
 /// Bytes received but not parsed yet: a `Vec` plus a read offset.
 ///
 /// Consuming only moves the offset, so the consumed bytes stay valid until the next
-/// [`RecvBuffer::extend`]; parsers hand out slices of them. The live bytes are moved to the
+/// [`RecvBuffer::extend`]; parsers hand out slices of them, and can give the last ones back.
+/// That is what sets it apart from the connection's write buffer, which forgets sent bytes at
+/// once. The live bytes are moved to the
 /// front lazily, only when at least as many bytes have been consumed as are still live, which
 /// keeps the copying amortized O(1) per byte.
 #[derive(Debug, Default, Clone)]
