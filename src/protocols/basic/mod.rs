@@ -100,19 +100,29 @@
 //! # Ported Twisted tests
 //!
 //! From `twisted/protocols/test/test_basic.py`, in `src/protocols/basic/tests/`:
-//! `LineReceiverTests` (`test_buffer` and `test_pausing`, `test_rawPausing`,
-//! `test_stopProducing` over every chunk size from 1 to 9, `test_clearLineBuffer`,
-//! `test_stackRecursion`, `test_maximumLineLength`, `test_maximumLineLengthPartialDelimiter`,
-//! `test_notQuiteMaximumLineLengthUnfinished`, `test_rawDataError` as a raw pause);
-//! `LineReceiverLineLengthExceededTests` (all six); `LineOnlyReceiverTests` (`test_buffer`,
-//! `test_greaterThanMaximumLineLength`); `NetstringReceiverTests` (`test_buffer`,
-//! `test_illegal`, every receive, portion, border and limit case, with `_consumeLength`'s
-//! cases driven through the parser); `Int8Tests`, `Int16Tests`, `Int32Tests`
-//! (`test_receive`, `test_partial`, `test_send`, `test_lengthLimitExceeded`,
-//! `test_longStringNotDelivered`, `test_data`, `test_tooLongSend`, `test_illegal`);
-//! `ProducerTests.test_pauseResume`. Not ported: the `recvd` tests (the attribute is not
-//! provided), `test_lineReceiverAsProducer` (no producer registration in the core yet) and the
-//! `NotImplementedError` tests (the methods are trait methods).
+//! - `LineReceiverTests`: `test_buffer`, `test_pausing`, `test_rawPausing` and
+//!   `test_stopProducing` over every chunk size from 1 to 9 (and `test_buffer` over every
+//!   larger size, which Twisted fails), `test_clearLineBuffer`, `test_stackRecursion`,
+//!   `test_maximumLineLength`, `test_maximumLineLengthPartialDelimiter`,
+//!   `test_notQuiteMaximumLineLengthUnfinished`, and `test_rawDataError` recast as a raw
+//!   handler that closes the connection;
+//! - `LineReceiverLineLengthExceededTests`: all six;
+//! - `ProducerTests.test_pauseResume`;
+//! - `LineOnlyReceiverTests`: `test_buffer`, `test_greaterThanMaximumLineLength`;
+//! - `NetstringReceiverTests`: `test_buffer`, `test_illegal`, every receive, portion, border
+//!   and limit case, `_consumeLength`'s border cases driven through the parser;
+//! - `Int8Tests`, `Int16Tests`, `Int32Tests`: `test_receive`, `test_partial`, `test_send`,
+//!   `test_lengthLimitExceeded`, `test_longStringNotDelivered`, `test_data`,
+//!   `test_tooLongSend`, `test_illegal`.
+//!
+//! Not ported: the `recvd` tests (the attribute is not provided), `test_lineReceiverAsProducer`
+//! (a protocol cannot register itself as its transport's producer) and the
+//! `NotImplementedError` tests (the callbacks are trait methods).
+//!
+//! Property tests run [`LineReceiver`] and [`LineOnlyReceiver`] beside a transcription of
+//! Twisted's algorithm under a handler that switches modes, feeds bytes back, clears, pauses,
+//! changes the delimiter and the limit, and closes; the string framings are checked against
+//! the netstring definition, by round trip, and for independence from chunking.
 
 mod buffer;
 mod int_string;
