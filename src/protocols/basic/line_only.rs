@@ -105,11 +105,7 @@ impl LineOnlyParser {
         pos: &mut usize,
     ) -> Option<LineEvent<'a>> {
         let (kind, span) = self.next_span(chunk, pos)?;
-        let data = self.splitter.resolve(chunk, &span);
-        Some(match kind {
-            Kind::Exceeded => LineEvent::LineLengthExceeded(data),
-            _ => LineEvent::Line(data),
-        })
+        Some(kind.event(self.splitter.resolve(chunk, &span)))
     }
 
     fn next_span(&mut self, chunk: &[u8], pos: &mut usize) -> Option<(Kind, Span)> {

@@ -24,6 +24,16 @@ pub(crate) enum Kind {
     Exceeded,
 }
 
+impl Kind {
+    pub(crate) fn event(self, data: &[u8]) -> LineEvent<'_> {
+        match self {
+            Kind::Line => LineEvent::Line(data),
+            Kind::Raw => LineEvent::Raw(data),
+            Kind::Exceeded => LineEvent::LineLengthExceeded(data),
+        }
+    }
+}
+
 /// `LineReceiver`'s framing without a transport: feed it bytes, take lines (or raw data) out.
 ///
 /// It follows Twisted's `LineReceiver` exactly: lines end at the first delimiter; a line longer
@@ -179,12 +189,7 @@ impl LineParser {
         pos: &mut usize,
     ) -> Option<LineEvent<'a>> {
         let (kind, span) = self.next_span(chunk, pos)?;
-        let data = self.splitter.resolve(chunk, &span);
-        Some(match kind {
-            Kind::Line => LineEvent::Line(data),
-            Kind::Raw => LineEvent::Raw(data),
-            Kind::Exceeded => LineEvent::LineLengthExceeded(data),
-        })
+        Some(kind.event(self.splitter.resolve(chunk, &span)))
     }
 
     #[inline]
