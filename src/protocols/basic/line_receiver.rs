@@ -50,7 +50,9 @@ pub trait LineHandler {
     /// `data` is every byte that was pending, as in Twisted: the long line, its delimiter
     /// and whatever followed it (which may be more lines), or the whole unterminated buffer.
     /// The buffer is empty afterwards; bytes handed back with [`LineCx::set_line_mode`] are
-    /// parsed at once. The default closes the connection gracefully.
+    /// parsed at once, so hand back less than `data` (or raise the limit first): all of it,
+    /// unchanged, would be exceeded again and again. The default closes the connection
+    /// gracefully.
     fn line_length_exceeded(&mut self, cx: &mut LineCx<'_, '_>, data: &[u8]) {
         let _ = data;
         cx.transport().lose_connection();
