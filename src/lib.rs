@@ -16,6 +16,7 @@
 //! | `ITransport` | [`Transport`] |
 //! | `IPushProducer` / `IPullProducer`, `registerProducer` | [`Producer`], [`Transport::register_producer`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
+//! | `basic.LineReceiver`, `NetstringReceiver`, `Int32StringReceiver` | [`protocols::basic`] |
 //!
 //! ```no_run
 //! use std::rc::Rc;

@@ -1,3 +1,4 @@
 //! Protocols built on the public API: framing, policies and ready services.
 
+pub mod basic;
 pub mod portforward;
