@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod address;
+pub mod defer;
 mod error;
 pub mod factory;
 mod handle;
@@ -46,7 +47,10 @@ pub mod testing;
 mod transport;
 
 pub use address::Address;
-pub use error::{CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError};
+pub use defer::{Deferred, Failure, FailureKind};
+pub use error::{
+    CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError,
+};
 pub use factory::{ClientFactory, Factory};
 pub use handle::ConnectionHandle;
 pub use protocol::{Cx, Protocol};
