@@ -110,6 +110,10 @@ impl Hash for ConnectionHandle {
 
 impl std::fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ConnectionHandle({}#{})", self.id.key, self.id.generation)
+        write!(
+            f,
+            "ConnectionHandle({}#{})",
+            self.id.key, self.id.generation
+        )
     }
 }

@@ -15,6 +15,10 @@
 //! | `IConnector` | [`Connector`] |
 //! | `ITransport` | [`Transport`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
+//! | `Deferred`, `DeferredList`, `gatherResults`, `maybeDeferred` | [`defer`] |
+//! | `ensureDeferred`, `task.react`, `deferLater`, `LoopingCall` | [`Reactor::spawn`], [`react`], [`task`] |
+//! | `deferToThread`, `blockingCallFromThread` | [`defer_to_thread`], [`ReactorHandle::blocking_call_from_thread`] |
+//! | `task.Clock` | [`testing::Clock`] |
 //!
 //! ```no_run
 //! use std::rc::Rc;
@@ -42,6 +46,7 @@ mod handle;
 mod protocol;
 pub mod reactor;
 mod reason;
+pub mod task;
 pub mod tcp;
 pub mod testing;
 mod transport;
@@ -56,6 +61,7 @@ pub use handle::ConnectionHandle;
 pub use protocol::{Cx, Protocol};
 pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, TriggerId};
 pub use reason::Reason;
+pub use task::{defer_to_thread, react, sleep};
 pub use tcp::connector::Connector;
 pub use tcp::{ConnectorState, ListeningPort, TcpConnectOptions, TcpListenOptions};
 pub use transport::Transport;

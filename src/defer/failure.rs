@@ -134,6 +134,14 @@ impl Failure {
         )
     }
 
+    pub(crate) fn timed_out_at(after: Duration, location: &'static Location<'static>) -> Failure {
+        Failure::make(
+            FailureKind::TimedOut,
+            Box::new(TimedOut { after }),
+            location,
+        )
+    }
+
     #[track_caller]
     pub(crate) fn consumed() -> Failure {
         Failure::make(

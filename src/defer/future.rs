@@ -4,14 +4,46 @@
 //! awaiting tasks, so the result counts as handled (an awaited failure is not logged). The other
 //! direction, a future becoming a Deferred, is [`Reactor::spawn`](crate::Reactor::spawn).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::deferred::{Chain, Deferred, Outcome, Step};
+use super::deferred::{Chain, Deferred, Erased, Outcome, Step};
 use super::failure::Failure;
+
+thread_local! {
+    /// The last pending Deferred a task awaited during its current poll.
+    static AWAITED: RefCell<Option<Weak<dyn Erased>>> = const { RefCell::new(None) };
+}
+
+/// The Deferred a task was waiting on when it last returned `Pending`; cancelling the task
+/// cancels it, as Twisted does for the Deferred an `inlineCallbacks` generator waits on.
+pub(crate) struct Awaited(Weak<dyn Erased>);
+
+impl Awaited {
+    pub(crate) fn cancel(self) {
+        if let Some(d) = self.0.upgrade() {
+            d.cancel();
+        }
+    }
+}
+
+/// Forgets what an earlier poll awaited; call before polling a task.
+pub(crate) fn clear_awaited() {
+    let _ = AWAITED.try_with(|a| a.borrow_mut().take());
+}
+
+/// What the poll that just ended awaited last, if anything.
+pub(crate) fn take_awaited() -> Option<Awaited> {
+    AWAITED
+        .try_with(|a| a.borrow_mut().take())
+        .ok()
+        .flatten()
+        .map(Awaited)
+}
 
 fn deliver<T: 'static>(chain: &Weak<Chain<T>>, r: Result<T, Failure>) {
     let Some(chain) = chain.upgrade() else { return };
@@ -55,7 +87,11 @@ impl<T: 'static> Future for Deferred<T> {
         });
         match out {
             Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
+            None => {
+                let weak: Weak<dyn Erased> = Rc::downgrade(inner) as Weak<Chain<T>>;
+                let _ = AWAITED.try_with(|a| *a.borrow_mut() = Some(weak));
+                Poll::Pending
+            }
         }
     }
 }

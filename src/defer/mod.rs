@@ -8,7 +8,7 @@
 //! | `succeed`, `fail`, `maybeDeferred` | [`succeed`], [`fail`], [`maybe_deferred`] |
 //! | `DeferredList`, `gatherResults`, `race` | [`DeferredList`], [`gather_results`], [`race`] |
 //! | `DeferredLock`, `DeferredSemaphore`, `DeferredQueue` | [`DeferredLock`], [`DeferredSemaphore`], [`DeferredQueue`] |
-//! | `addTimeout`, `deferLater` | [`Deferred::add_timeout`], [`defer_later`] |
+//! | `addTimeout`, `deferLater` | [`Deferred::add_timeout`], [`defer_later`](crate::task::defer_later) |
 //! | `ensureDeferred`, `await d` | [`Reactor::spawn`](crate::Reactor::spawn), `d.await` |
 //!
 //! # Differences from Twisted, on purpose
@@ -44,3 +44,6 @@ pub use sync::{
     QueueUnderflow,
 };
 pub use transform::{IntoDeferred, TryDeferred, fail, maybe_deferred, succeed};
+
+pub(crate) use deferred::Outcome;
+pub(crate) use future::{Awaited, clear_awaited, take_awaited};

@@ -17,8 +17,7 @@ mod sealed {
     pub trait SealedTry<T: 'static> {}
 }
 
-/// What a callback may return to a `Deferred<T>`'s chain, and what
-/// [`maybe_deferred`] accepts: a plain `T`, a `Result<T, Failure>` (an `Err` switches to the
+/// What a callback may return to a `Deferred<T>`'s chain: a plain `T`, a `Result<T, Failure>` (an `Err` switches to the
 /// errback path), or a `Deferred<T>` (the chain waits for it).
 ///
 /// The trait is sealed; those three are all there is.
@@ -64,8 +63,9 @@ impl<T: 'static> sealed::Sealed<T> for Deferred<T> {
     }
 }
 
-/// What [`Deferred::and_then`] and [`Deferred::then`] accept from their function: a
-/// `Result<U, Failure>` or a `Deferred<U>`. Leaving out the plain value (that is
+/// What [`Deferred::and_then`], [`Deferred::then`], [`maybe_deferred`] and the other functions
+/// that make a new Deferred from a function's outcome accept: a `Result<U, Failure>` or a
+/// `Deferred<U>`. Leaving out the plain value (that is
 /// [`Deferred::map`]) lets the compiler infer `U` from an `Ok(…)`.
 pub trait TryDeferred<T: 'static>: IntoDeferred<T> + sealed::SealedTry<T> {}
 

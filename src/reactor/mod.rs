@@ -52,8 +52,8 @@ use crate::tcp::{Connecting, Connection, Listener};
 pub use thread::ReactorHandle;
 pub(crate) use thread::Shared;
 pub use timer::DelayedCall;
-pub use triggers::{Phase, TriggerId};
 use triggers::Triggers;
+pub use triggers::{Phase, TriggerId};
 use wheel::Wheel;
 
 const WAKER: Token = Token(usize::MAX);

@@ -153,6 +153,9 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         pool.submit(Box::new(|| panic!("boom")));
         pool.submit(Box::new(move || tx.send(7).unwrap()));
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), 7);
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+            7
+        );
     }
 }

@@ -77,7 +77,10 @@ mod tests {
     fn take_in_registration_order_per_phase() {
         let mut t = Triggers::default();
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        for (i, phase) in [Phase::After, Phase::Before, Phase::Before].into_iter().enumerate() {
+        for (i, phase) in [Phase::After, Phase::Before, Phase::Before]
+            .into_iter()
+            .enumerate()
+        {
             let s = seen.clone();
             t.add(phase, "shutdown", Box::new(move |_| s.borrow_mut().push(i)));
         }

@@ -68,7 +68,9 @@ impl TcpTransport {
     fn flush(&mut self) {
         while let Some(buf) = self.wbuf.as_mut() {
             let (a, b) = buf.as_slices();
-            let res = self.sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
+            let res = self
+                .sock
+                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
             match res {
                 Ok(n) => {
                     buf.drain(..n);
@@ -226,7 +228,11 @@ impl Transport for TcpTransport {
 
 impl Connection {
     /// Calls one protocol callback with a `Cx`, catching a panic (which aborts the connection).
-    pub(crate) fn call(&mut self, reactor: &Reactor, f: impl FnOnce(&mut dyn Protocol, &mut Cx<'_>)) {
+    pub(crate) fn call(
+        &mut self,
+        reactor: &Reactor,
+        f: impl FnOnce(&mut dyn Protocol, &mut Cx<'_>),
+    ) {
         let Connection { t, protocol, .. } = self;
         let (peer, id) = (t.peer, t.id);
         let res = guard("protocol callback", || {
@@ -259,7 +265,8 @@ pub(crate) fn adopt(
         core.registry
             .reregister(&mut sock, id.token(), Interest::READABLE)
     } else {
-        core.registry.register(&mut sock, id.token(), Interest::READABLE)
+        core.registry
+            .register(&mut sock, id.token(), Interest::READABLE)
     };
     if let Err(e) = reg {
         tracing::error!(peer = %peer, "could not register a connection: {e}");
@@ -416,7 +423,10 @@ fn settle(core: &Core, t: &mut TcpTransport) {
         } else {
             Interest::READABLE
         };
-        match core.registry.reregister(&mut t.sock, t.id.token(), interest) {
+        match core
+            .registry
+            .reregister(&mut t.sock, t.id.token(), interest)
+        {
             Ok(()) => t.flags ^= REG_WRITABLE,
             Err(e) => {
                 t.end(Reason::lost(e));
@@ -427,8 +437,7 @@ fn settle(core: &Core, t: &mut TcpTransport) {
         }
     }
     let more_reading = t.has(READ_PENDING) && !t.has(PAUSED | DISCONNECTING);
-    let half_close_due =
-        t.has(WRITE_SHUT_REQ) && !t.has(WRITE_SHUT_DONE) && t.wbuf.is_none();
+    let half_close_due = t.has(WRITE_SHUT_REQ) && !t.has(WRITE_SHUT_DONE) && t.wbuf.is_none();
     if (more_reading || half_close_due) && !t.has(QUEUED) {
         t.flags |= QUEUED;
         core.push_ready(t.id);
@@ -500,11 +509,7 @@ pub(crate) fn finish(reactor: &Reactor, id: SlotId) {
             _ => return,
         }
     };
-    let reason = conn
-        .t
-        .lost
-        .take()
-        .map_or(Reason::ConnectionDone, |b| *b);
+    let reason = conn.t.lost.take().map_or(Reason::ConnectionDone, |b| *b);
     let t = &mut conn.t;
     t.flags |= CLOSED;
     t.wbuf = None;

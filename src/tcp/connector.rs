@@ -188,7 +188,11 @@ impl Connector {
         if self.inner.state.get() != ConnectorState::Connecting {
             return Err(ConnectorError::NotConnecting);
         }
-        let core = self.inner.core.upgrade().ok_or(ConnectorError::ReactorGone)?;
+        let core = self
+            .inner
+            .core
+            .upgrade()
+            .ok_or(ConnectorError::ReactorGone)?;
         self.fail(&Reactor::from_core(core), ConnectError::Cancelled);
         Ok(())
     }
@@ -246,7 +250,11 @@ impl Connector {
                 connector: self.clone(),
             })),
         );
-        let host = self.inner.host.trim_start_matches('[').trim_end_matches(']');
+        let host = self
+            .inner
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             self.start_socket(reactor, id, SocketAddr::new(ip, self.inner.port));
             return;
@@ -320,7 +328,9 @@ impl Connector {
         if inner.state.get() == ConnectorState::Disconnected && inner.factory_started.replace(false)
         {
             let f = inner.factory.clone();
-            reactor.core.factory_stop(factory_key(&f), || f.stop_factory());
+            reactor
+                .core
+                .factory_stop(factory_key(&f), || f.stop_factory());
         }
     }
 }
@@ -344,8 +354,12 @@ fn resolved(reactor: &Reactor, id: SlotId, host: String, res: Result<SocketAddr,
 
 fn open(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, ConnectError> {
     let other = |e: io::Error| ConnectError::Other(e.into());
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))
-        .map_err(other)?;
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )
+    .map_err(other)?;
     sock.set_nonblocking(true).map_err(other)?;
     sock.set_cloexec(true).map_err(other)?;
     if let Some(b) = bind {
@@ -396,7 +410,13 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId, ready: Ready) {
     }
 }
 
-fn connected(reactor: &Reactor, id: SlotId, connector: Connector, sock: TcpStream, peer: SocketAddr) {
+fn connected(
+    reactor: &Reactor,
+    id: SlotId,
+    connector: Connector,
+    sock: TcpStream,
+    peer: SocketAddr,
+) {
     let inner = &*connector.inner;
     inner.pending.set(None);
     connector.cancel_timer();
@@ -409,7 +429,15 @@ fn connected(reactor: &Reactor, id: SlotId, connector: Connector, sock: TcpStrea
         // As Twisted: a bare protocol and a clean close, reported as client_connection_lost.
         Ok(None) | Err(_) => Box::new(Refused),
     };
-    super::connection::adopt(reactor, id, sock, peer, protocol, Some(connector.clone()), true);
+    super::connection::adopt(
+        reactor,
+        id,
+        sock,
+        peer,
+        protocol,
+        Some(connector.clone()),
+        true,
+    );
 }
 
 struct Refused;

@@ -109,7 +109,11 @@ fn bind(port: u16, opts: &TcpListenOptions) -> io::Result<TcpListener> {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address"))?
     };
     let addr = SocketAddr::new(ip, port);
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
     sock.set_reuse_address(true)?;
     if opts.reuse_port {
         sock.set_reuse_port(true)?;
@@ -167,7 +171,10 @@ impl Reactor {
         let mut sock = bind(port, &opts).map_err(fail)?;
         let addr = sock.local_addr().map_err(fail)?;
         let id = core.insert_busy();
-        if let Err(e) = core.registry.register(&mut sock, id.token(), Interest::READABLE) {
+        if let Err(e) = core
+            .registry
+            .register(&mut sock, id.token(), Interest::READABLE)
+        {
             core.remove(id);
             return Err(fail(e));
         }
