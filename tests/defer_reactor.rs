@@ -312,3 +312,21 @@ fn spawn_awaits_a_real_loopback_connection() {
     run_bounded(&reactor);
     assert_eq!(d.take_result().unwrap().unwrap(), b"ping");
 }
+
+#[test]
+fn pending_tasks_are_dropped_at_shutdown() {
+    let reactor = reactor();
+    let dropped = Rc::new(Cell::new(false));
+    let flag = DropFlag(dropped.clone());
+    let never = Deferred::<()>::new();
+    let n = never.clone();
+    let d = reactor.spawn(async move {
+        let _flag = flag;
+        n.await?;
+        Ok(())
+    });
+    reactor.call_later(Duration::from_millis(1), |r| r.stop().unwrap());
+    run_bounded(&reactor);
+    assert!(dropped.get(), "the task's future was dropped at shutdown");
+    assert!(!d.called());
+}
