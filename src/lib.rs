@@ -17,6 +17,10 @@
 //! | `IPushProducer` / `IPullProducer`, `registerProducer` | [`Producer`], [`Transport::register_producer`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
 //! | `basic.LineReceiver`, `NetstringReceiver`, `Int32StringReceiver` | [`protocols::basic`] |
+//! | `Deferred`, `DeferredList`, `gatherResults`, `maybeDeferred` | [`defer`] |
+//! | `ensureDeferred`, `task.react`, `deferLater`, `LoopingCall` | [`Reactor::spawn`], [`react`], [`task`] |
+//! | `deferToThread`, `blockingCallFromThread` | [`defer_to_thread`], [`ReactorHandle::blocking_call_from_thread`] |
+//! | `task.Clock` | [`testing::Clock`] |
 //!
 //! ```no_run
 //! use std::rc::Rc;
@@ -38,6 +42,7 @@
 
 mod address;
 mod buffer;
+pub mod defer;
 mod error;
 pub mod factory;
 mod handle;
@@ -47,11 +52,13 @@ mod protocol;
 pub mod protocols;
 pub mod reactor;
 mod reason;
+pub mod task;
 pub mod tcp;
 pub mod testing;
 mod transport;
 
 pub use address::Address;
+pub use defer::{Deferred, Failure, FailureKind};
 pub use error::{
     CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError,
 };
@@ -61,6 +68,7 @@ pub use producer::{Producer, RegisterProducerError};
 pub use protocol::{Cx, Protocol};
 pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, TriggerId};
 pub use reason::Reason;
+pub use task::{defer_to_thread, react, sleep};
 pub use tcp::connector::Connector;
 pub use tcp::{ConnectorState, ListeningPort, TcpConnectOptions, TcpListenOptions};
 pub use transport::Transport;

@@ -1,0 +1,671 @@
+//! [`Deferred`]: the shared cell that holds a result or a chain of callbacks, and the loop
+//! that runs chains.
+//!
+//! # How chains run without recursion
+//!
+//! A chain that waits on another Deferred puts a `Continue` step at the end of the inner
+//! Deferred's chain. When the inner chain reaches that step it moves its result into the outer
+//! Deferred and hands the outer one back to the loop in [`drive`], which runs it next. The
+//! typed transforms (`map`, `and_then`, …) hand their result to the Deferred they return in
+//! the same way. So a million nested Deferreds resolve in one loop on one stack frame; the only
+//! recursion left is user code that fires another Deferred from inside a callback.
+//!
+//! No `RefCell` borrow is held while user code (a callback, a canceller, a `Drop` of a user
+//! value) runs: a callback may add callbacks to, fire, pause or cancel any Deferred, its own
+//! included.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::mem;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::{Rc, Weak};
+use std::task::Waker;
+
+use super::failure::{AlreadyCalled, Failure};
+
+/// What `cancel` calls on a Deferred that has not fired.
+type Canceller<T> = Box<dyn FnOnce(&Deferred<T>)>;
+
+/// A callback as stored in a chain: the result in, what the chain does next out.
+pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T, Failure>) -> Outcome<T>>;
+
+pub(crate) enum Step<T: 'static> {
+    Call(Callback<T>),
+    /// An outer Deferred waits on this one: give it our result.
+    Continue(Rc<Chain<T>>),
+}
+
+/// What a user callback gives back: a result now, or a Deferred that will have it.
+pub enum Resolution<T: 'static> {
+    /// The chain goes on with this result.
+    Value(Result<T, Failure>),
+    /// The chain waits for this Deferred and goes on with its result.
+    Wait(Deferred<T>),
+}
+
+/// What a step of a chain leads to.
+pub(crate) enum Outcome<T: 'static> {
+    Value(Result<T, Failure>),
+    Wait(Deferred<T>),
+    /// The result moved on to another Deferred, which the loop runs next.
+    Handoff(Rc<dyn Erased>),
+    /// The result was taken by the step; the chain keeps nothing.
+    Taken,
+}
+
+impl<T> From<Resolution<T>> for Outcome<T> {
+    fn from(r: Resolution<T>) -> Self {
+        match r {
+            Resolution::Value(v) => Outcome::Value(v),
+            Resolution::Wait(d) => Outcome::Wait(d),
+        }
+    }
+}
+
+enum Slot<T> {
+    /// Not fired yet, or waiting on another Deferred.
+    Empty,
+    /// Taken out while a callback runs.
+    Busy,
+    Ready(Result<T, Failure>),
+    /// Handed on (Twisted leaves `None` behind).
+    Consumed,
+}
+
+pub(crate) struct Await<T> {
+    pub(crate) wakers: Vec<Waker>,
+    pub(crate) output: Option<Result<T, Failure>>,
+    pub(crate) delivered: bool,
+}
+
+struct State<T: 'static> {
+    result: Slot<T>,
+    steps: VecDeque<Step<T>>,
+    paused: u32,
+    called: bool,
+    running: bool,
+    /// Cancelled without a canceller: swallow the next `callback` / `errback`.
+    suppress: bool,
+    /// The Deferred this one waits on, for forwarding `cancel`.
+    waiting: Option<Weak<dyn Erased>>,
+    canceller: Option<Canceller<T>>,
+    awaiting: Option<Box<Await<T>>>,
+}
+
+/// The shared cell behind every handle of one Deferred.
+pub(crate) struct Chain<T: 'static> {
+    st: RefCell<State<T>>,
+}
+
+/// A Deferred of any type, as the loop sees it.
+pub trait Erased {
+    /// Runs the chain until it ends, pauses, waits, or hands a result to another Deferred.
+    fn run(self: Rc<Self>) -> Next;
+    /// `Deferred::cancel`.
+    fn cancel(self: Rc<Self>);
+}
+
+/// What [`Erased::run`] stopped at.
+pub enum Next {
+    /// Nothing more to do here now.
+    Done,
+    /// Run the first now; then resume the second, which has steps left.
+    Then(Rc<dyn Erased>, Option<Rc<dyn Erased>>),
+}
+
+/// Runs chains until every Deferred reached from `first` has done what it can.
+pub(crate) fn drive(first: Rc<dyn Erased>) {
+    let mut stack: Vec<Rc<dyn Erased>> = Vec::new();
+    let mut cur = first;
+    loop {
+        match cur.run() {
+            Next::Done => match stack.pop() {
+                Some(c) => cur = c,
+                None => return,
+            },
+            Next::Then(next, resume) => {
+                if let Some(r) = resume {
+                    stack.push(r);
+                }
+                cur = next;
+            }
+        }
+    }
+}
+
+pub(crate) enum Fire<T> {
+    Run,
+    Hold,
+    Swallowed(Result<T, Failure>),
+    Already(Result<T, Failure>),
+}
+
+impl<T: 'static> Chain<T> {
+    fn new(result: Slot<T>, called: bool, canceller: Option<Canceller<T>>) -> Self {
+        Chain {
+            st: RefCell::new(State {
+                result,
+                steps: VecDeque::new(),
+                paused: 0,
+                called,
+                running: false,
+                suppress: false,
+                waiting: None,
+                canceller,
+                awaiting: None,
+            }),
+        }
+    }
+
+    /// Stores a first result. The caller drives the chain on `Fire::Run` and drops the value of
+    /// the other outcomes once no borrow is held.
+    pub(crate) fn fire(&self, r: Result<T, Failure>) -> Fire<T> {
+        let mut st = self.st.borrow_mut();
+        if st.called {
+            if st.suppress {
+                st.suppress = false;
+                return Fire::Swallowed(r);
+            }
+            return Fire::Already(r);
+        }
+        st.called = true;
+        st.result = Slot::Ready(r);
+        let canceller = st.canceller.take();
+        let run = st.paused == 0;
+        drop(st);
+        drop(canceller);
+        if run { Fire::Run } else { Fire::Hold }
+    }
+
+    fn runnable(st: &State<T>) -> bool {
+        st.called
+            && !st.running
+            && st.paused == 0
+            && st.waiting.is_none()
+            && matches!(st.result, Slot::Ready(_) | Slot::Consumed)
+    }
+
+    pub(crate) fn push(self: &Rc<Self>, step: Step<T>) {
+        let run = {
+            let mut st = self.st.borrow_mut();
+            st.steps.push_back(step);
+            Self::runnable(&st)
+        };
+        if run {
+            drive(self.clone());
+        }
+    }
+
+    /// Makes this (called) Deferred wait on `d`, or takes `d`'s result at once if it has one
+    /// and nothing holds it back.
+    fn wait_on(self: &Rc<Self>, d: Deferred<T>) -> Option<Result<T, Failure>> {
+        if Rc::ptr_eq(self, &d.inner) {
+            return Some(Err(Failure::msg(
+                "a callback returned the Deferred it was attached to",
+            )));
+        }
+        let stolen = {
+            let mut i = d.inner.st.borrow_mut();
+            if !i.running
+                && i.paused == 0
+                && i.waiting.is_none()
+                && matches!(i.result, Slot::Ready(_) | Slot::Consumed)
+            {
+                Some(match mem::replace(&mut i.result, Slot::Consumed) {
+                    Slot::Ready(r) => r,
+                    _ => Err(Failure::consumed()),
+                })
+            } else {
+                i.steps.push_back(Step::Continue(self.clone()));
+                None
+            }
+        };
+        if stolen.is_none() {
+            let mut st = self.st.borrow_mut();
+            st.result = Slot::Empty;
+            let weak: Weak<dyn Erased> = Rc::downgrade(&d.inner) as Weak<Chain<T>>;
+            st.waiting = Some(weak);
+        }
+        stolen
+    }
+
+    /// Gives a result to this Deferred from another one's chain; what that chain does next.
+    pub(crate) fn settle<S>(self: &Rc<Self>, res: Resolution<T>) -> Outcome<S> {
+        match res {
+            Resolution::Value(r) => match self.fire(r) {
+                Fire::Run => Outcome::Handoff(self.clone()),
+                Fire::Hold | Fire::Swallowed(_) => Outcome::Taken,
+                Fire::Already(_) => Outcome::Value(Err(Failure::new(AlreadyCalled))),
+            },
+            Resolution::Wait(d) => {
+                let canceller = {
+                    let mut st = self.st.borrow_mut();
+                    if st.called {
+                        if st.suppress {
+                            st.suppress = false;
+                            drop(st);
+                            drop(d);
+                            return Outcome::Taken;
+                        }
+                        drop(st);
+                        drop(d);
+                        return Outcome::Value(Err(Failure::new(AlreadyCalled)));
+                    }
+                    st.called = true;
+                    st.canceller.take()
+                };
+                drop(canceller);
+                if let Some(r) = self.wait_on(d) {
+                    let run = {
+                        let mut st = self.st.borrow_mut();
+                        st.result = Slot::Ready(r);
+                        Self::runnable(&st)
+                    };
+                    if run {
+                        return Outcome::Handoff(self.clone());
+                    }
+                }
+                Outcome::Taken
+            }
+        }
+    }
+
+    /// After the result went elsewhere: the chain to resume later, if it has steps left.
+    fn after_handoff(self: &Rc<Self>) -> Option<Rc<dyn Erased>> {
+        let mut st = self.st.borrow_mut();
+        st.result = Slot::Consumed;
+        if st.steps.is_empty() || st.paused > 0 {
+            st.running = false;
+            None
+        } else {
+            Some(self.clone())
+        }
+    }
+
+    pub(crate) fn await_registered(&self) -> bool {
+        self.st.borrow().awaiting.is_some()
+    }
+
+    pub(crate) fn with_await<R>(&self, f: impl FnOnce(&mut Await<T>) -> R) -> R {
+        let mut st = self.st.borrow_mut();
+        let a = st.awaiting.get_or_insert_with(|| {
+            Box::new(Await {
+                wakers: Vec::new(),
+                output: None,
+                delivered: false,
+            })
+        });
+        f(a)
+    }
+
+    /// Takes the result if it is there and nothing else will run first.
+    pub(crate) fn take_ready(&self) -> Option<Result<T, Failure>> {
+        let mut st = self.st.borrow_mut();
+        if !Self::runnable(&st) || !st.steps.is_empty() {
+            return None;
+        }
+        match mem::replace(&mut st.result, Slot::Consumed) {
+            Slot::Ready(r) => Some(r),
+            _ => Some(Err(Failure::consumed())),
+        }
+    }
+}
+
+impl<T: 'static> Erased for Chain<T> {
+    fn run(self: Rc<Self>) -> Next {
+        loop {
+            let (step, input) = {
+                let mut st = self.st.borrow_mut();
+                if st.paused > 0 || st.waiting.is_some() {
+                    st.running = false;
+                    return Next::Done;
+                }
+                let Some(step) = st.steps.pop_front() else {
+                    st.running = false;
+                    return Next::Done;
+                };
+                let input = match mem::replace(&mut st.result, Slot::Busy) {
+                    Slot::Ready(r) => r,
+                    Slot::Consumed => Err(Failure::consumed()),
+                    other => {
+                        st.result = other;
+                        st.steps.push_front(step);
+                        st.running = false;
+                        return Next::Done;
+                    }
+                };
+                st.running = true;
+                (step, input)
+            };
+            match step {
+                Step::Continue(outer) => {
+                    let resume = self.after_handoff();
+                    {
+                        let mut o = outer.st.borrow_mut();
+                        o.waiting = None;
+                        o.result = Slot::Ready(input);
+                    }
+                    return Next::Then(outer, resume);
+                }
+                Step::Call(f) => {
+                    let out = catch_unwind(AssertUnwindSafe(move || f(input)))
+                        .unwrap_or_else(|p| Outcome::Value(Err(Failure::panicked(&*p))));
+                    match out {
+                        Outcome::Value(r) => self.st.borrow_mut().result = Slot::Ready(r),
+                        Outcome::Taken => self.st.borrow_mut().result = Slot::Consumed,
+                        Outcome::Wait(d) => {
+                            if let Some(r) = self.wait_on(d) {
+                                self.st.borrow_mut().result = Slot::Ready(r);
+                            }
+                        }
+                        Outcome::Handoff(next) => {
+                            let resume = self.after_handoff();
+                            return Next::Then(next, resume);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn cancel(self: Rc<Self>) {
+        Deferred { inner: self }.cancel();
+    }
+}
+
+impl<T: 'static> Drop for Chain<T> {
+    fn drop(&mut self) {
+        let st = self.st.get_mut();
+        if let Slot::Ready(Err(f)) = &st.result {
+            tracing::error!(
+                kind = ?f.kind(),
+                location = %f.location(),
+                "Unhandled error in Deferred: {f}"
+            );
+        }
+        if st.steps.is_empty() && st.canceller.is_none() {
+            return;
+        }
+        let rest: Box<dyn Any> = Box::new((mem::take(&mut st.steps), st.canceller.take()));
+        drop_later(rest);
+    }
+}
+
+thread_local! {
+    static DROPPING: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
+}
+
+/// Drops chains one after another instead of one inside another, so that dropping a long
+/// chain of unfired Deferreds cannot overflow the stack.
+fn drop_later(b: Box<dyn Any>) {
+    let first = DROPPING.try_with(|d| {
+        let mut d = d.borrow_mut();
+        match d.as_mut() {
+            Some(list) => {
+                list.push(b);
+                None
+            }
+            None => {
+                *d = Some(Vec::new());
+                Some(b)
+            }
+        }
+    });
+    let Ok(Some(b)) = first else { return };
+    drop(b);
+    while let Some(next) = DROPPING.with(|d| d.borrow_mut().as_mut().and_then(Vec::pop)) {
+        drop(next);
+    }
+    DROPPING.with(|d| *d.borrow_mut() = None);
+}
+
+/// A result that is not there yet, with a chain of callbacks and errbacks that process it
+/// (Twisted's `Deferred`).
+///
+/// - [`callback`](Deferred::callback) or [`errback`](Deferred::errback) fire it, once; a second
+///   firing gives [`AlreadyCalled`] (an error value, not a panic).
+/// - Each callback's result feeds the next. A callback that fails switches the chain to the
+///   errback path; an errback that returns a value switches it back. A panic in a callback is
+///   caught and becomes a [`FailureKind::Panicked`](crate::defer::FailureKind) failure.
+/// - A callback may return another `Deferred`: the chain pauses until that one fires and goes on
+///   with its result (which is then consumed from the inner Deferred).
+/// - Callbacks added once the result is there run at once.
+/// - Handles are cheap clones of one shared cell. When the last handle goes while the result is
+///   a failure that nothing handled, "Unhandled error in Deferred" is logged, at that moment.
+///
+/// ```
+/// use torsion::defer::{Deferred, Failure};
+///
+/// let d = Deferred::<u32>::new();
+/// d.add_callback(|n| n + 1)
+///     .add_callback(|n| if n > 10 { Err(Failure::msg("too big")) } else { Ok(n * 2) })
+///     .add_errback(|_| Ok(0));
+/// d.callback(20).unwrap();
+/// assert!(d.callback(1).is_err()); // AlreadyCalled
+/// assert_eq!(d.take_result().unwrap().unwrap(), 0);
+/// ```
+pub struct Deferred<T: 'static> {
+    pub(crate) inner: Rc<Chain<T>>,
+}
+
+impl<T: 'static> Clone for Deferred<T> {
+    fn clone(&self) -> Self {
+        Deferred {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred::new()
+    }
+}
+
+impl<T: 'static> fmt::Debug for Deferred<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.st.try_borrow();
+        let mut s = f.debug_struct("Deferred");
+        if let Ok(st) = st {
+            let state = match (&st.result, st.waiting.is_some()) {
+                (_, true) => "waiting",
+                (Slot::Empty, _) => "pending",
+                (Slot::Busy, _) => "running",
+                (Slot::Ready(Ok(_)), _) => "succeeded",
+                (Slot::Ready(Err(_)), _) => "failed",
+                (Slot::Consumed, _) => "consumed",
+            };
+            s.field("state", &state)
+                .field("callbacks", &st.steps.len())
+                .field("paused", &st.paused);
+        }
+        s.finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static> Deferred<T> {
+    /// A Deferred with no result yet and no canceller.
+    pub fn new() -> Self {
+        Deferred {
+            inner: Rc::new(Chain::new(Slot::Empty, false, None)),
+        }
+    }
+
+    /// A Deferred whose [`cancel`](Deferred::cancel) calls `canceller` (at most once, and only
+    /// if the Deferred has not fired). If the canceller does not fire it, it then fails with
+    /// [`Cancelled`](crate::defer::Cancelled).
+    ///
+    /// ```
+    /// use torsion::defer::Deferred;
+    ///
+    /// let d = Deferred::with_canceller(|d: &Deferred<&str>| d.callback("stopped").unwrap());
+    /// d.cancel();
+    /// assert_eq!(d.take_result().unwrap().unwrap(), "stopped");
+    /// ```
+    pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Self {
+        Deferred {
+            inner: Rc::new(Chain::new(Slot::Empty, false, Some(Box::new(canceller)))),
+        }
+    }
+
+    /// A Deferred that already has `result`.
+    pub fn from_result(result: Result<T, Failure>) -> Self {
+        Deferred {
+            inner: Rc::new(Chain::new(Slot::Ready(result), true, None)),
+        }
+    }
+
+    /// Fires with a value. The callbacks run now, unless the Deferred is paused.
+    pub fn callback(&self, value: T) -> Result<(), AlreadyCalled> {
+        self.resolve(Ok(value))
+    }
+
+    /// Fires with a failure. The errbacks run now, unless the Deferred is paused.
+    pub fn errback(&self, failure: Failure) -> Result<(), AlreadyCalled> {
+        self.resolve(Err(failure))
+    }
+
+    /// Fires with a value or a failure.
+    ///
+    /// After a [`cancel`](Deferred::cancel) that had no canceller, the first later firing is
+    /// silently swallowed (the code that was going to fire it need not know it was
+    /// cancelled); the one after that is an [`AlreadyCalled`] error.
+    pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
+        match self.inner.fire(result) {
+            Fire::Run => drive(self.inner.clone()),
+            Fire::Hold => {}
+            Fire::Swallowed(r) => drop(r),
+            Fire::Already(r) => {
+                drop(r);
+                return Err(AlreadyCalled);
+            }
+        }
+        Ok(())
+    }
+
+    /// True once the Deferred has been fired (or is waiting on another one as its result).
+    pub fn called(&self) -> bool {
+        self.inner.st.borrow().called
+    }
+
+    /// True while [`pause`](Deferred::pause) calls outnumber [`unpause`](Deferred::unpause)
+    /// calls.
+    pub fn is_paused(&self) -> bool {
+        self.inner.st.borrow().paused > 0
+    }
+
+    /// True if the result is here and has not been handed on.
+    pub fn has_result(&self) -> bool {
+        matches!(self.inner.st.borrow().result, Slot::Ready(_))
+    }
+
+    /// True if the result was handed on: to a Deferred that waited on this one, to an
+    /// `await`, or to a consuming method such as [`map`](Deferred::map).
+    pub fn is_consumed(&self) -> bool {
+        matches!(self.inner.st.borrow().result, Slot::Consumed)
+    }
+
+    /// True if both handles are the same Deferred.
+    pub fn ptr_eq(&self, other: &Deferred<T>) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Takes the current result, if the chain has run to its end; the Deferred is consumed.
+    /// Handy in tests and in synchronous code that knows the Deferred has fired.
+    pub fn take_result(&self) -> Option<Result<T, Failure>> {
+        self.inner.take_ready()
+    }
+
+    /// Fires with `value` unless already fired, in which case the value comes back.
+    pub(crate) fn offer(&self, value: T) -> Result<(), T> {
+        match self.inner.fire(Ok(value)) {
+            Fire::Run => drive(self.inner.clone()),
+            Fire::Hold | Fire::Swallowed(_) => {}
+            Fire::Already(Ok(v)) => return Err(v),
+            Fire::Already(Err(_)) => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn push_call(&self, f: impl FnOnce(Result<T, Failure>) -> Outcome<T> + 'static) {
+        self.inner.push(Step::Call(Box::new(f)));
+    }
+
+    /// Stops the chain before its next callback; counted, so each `pause` needs an
+    /// [`unpause`](Deferred::unpause).
+    pub fn pause(&self) {
+        self.inner.st.borrow_mut().paused += 1;
+    }
+
+    /// Undoes one [`pause`](Deferred::pause); the chain goes on when none is left. Extra
+    /// unpauses are ignored.
+    pub fn unpause(&self) {
+        let run = {
+            let mut st = self.inner.st.borrow_mut();
+            if st.paused == 0 {
+                return;
+            }
+            st.paused -= 1;
+            Chain::runnable(&st) && !st.steps.is_empty()
+        };
+        if run {
+            drive(self.inner.clone());
+        }
+    }
+
+    /// Cancels the Deferred (Twisted's `Deferred.cancel`).
+    ///
+    /// - Not fired yet: calls the canceller, if there is one; if the Deferred still has no
+    ///   result, fails it with [`Cancelled`](crate::defer::Cancelled). Without a canceller
+    ///   the next `callback` / `errback` is then swallowed.
+    /// - Waiting on another Deferred: cancels that one.
+    /// - Otherwise nothing happens.
+    ///
+    /// ```
+    /// use torsion::defer::{Deferred, FailureKind};
+    ///
+    /// let d = Deferred::<u8>::new();
+    /// d.cancel();
+    /// assert!(d.callback(1).is_ok()); // swallowed
+    /// assert!(d.callback(2).is_err());
+    /// assert_eq!(d.take_result().unwrap().unwrap_err().kind(), FailureKind::Cancelled);
+    /// ```
+    #[track_caller]
+    pub fn cancel(&self) {
+        let (canceller, waiting) = {
+            let mut st = self.inner.st.borrow_mut();
+            if st.called {
+                (None, st.waiting.clone())
+            } else {
+                let c = st.canceller.take();
+                if c.is_none() {
+                    st.suppress = true;
+                }
+                (c, None)
+            }
+        };
+        if let Some(w) = waiting {
+            if let Some(inner) = w.upgrade() {
+                inner.cancel();
+            }
+            return;
+        }
+        if self.called() {
+            return;
+        }
+        if let Some(c) = canceller {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| c(self))) {
+                let msg = crate::reactor::panic_message(&*p);
+                tracing::error!("panic in a Deferred canceller: {msg}");
+            }
+        }
+        if !self.called() {
+            let _ = self.errback(Failure::cancelled());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
