@@ -11,6 +11,7 @@
 //! server), `load` (the load generator) and `timers` (one timer benchmark).
 
 mod load;
+mod micro;
 mod report;
 mod servers;
 mod suite;
@@ -46,11 +47,11 @@ struct SuiteArgs {
     /// Leave TCP_NODELAY off on the servers' sockets.
     #[arg(long)]
     no_nodelay: bool,
-    /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers).
+    /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers,micro).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Wait up to this many seconds before each run for other jobs to leave the CPUs quiet
-    /// (default: 30 for `all`, 0 for `smoke`).
+    /// (default: 10 for `all`, 0 for `smoke`).
     #[arg(long)]
     quiet_wait_s: Option<u64>,
     /// Ping-pong connection counts (comma-separated).
@@ -82,6 +83,12 @@ enum Cmd {
     Load(load::LoadArgs),
     /// One timer benchmark; prints its result as one JSON line.
     Timers(timers::TimerArgs),
+    /// Framing parsers and Deferred chains, in process; prints one JSON line.
+    Micro {
+        /// Pin to this CPU (when the machine has two or more).
+        #[arg(long)]
+        core: Option<usize>,
+    },
 }
 
 fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode {
@@ -186,6 +193,15 @@ fn main() -> ExitCode {
         }
         Cmd::Load(args) => {
             let r = load::run(&args);
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Cmd::Micro { core } => {
+            let r = micro::run(core);
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
             if r.ok {
                 ExitCode::SUCCESS

@@ -424,6 +424,84 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
         met: p99.zip(early).map(|(p, e)| p <= 100.0 && e == 0.0),
     });
 
+    // Parsing and Deferred chains.
+    let micro_ok: Vec<&crate::micro::MicroResult> = s.micro.iter().filter(|m| m.ok).collect();
+    let mut json_micro = serde_json::Map::new();
+    if !micro_ok.is_empty() {
+        let _ = writeln!(
+            md,
+            "### 6. Parsing throughput of the framing receivers ({} B payloads, fed in {} B reads) and Deferred chains\n",
+            crate::micro::PAYLOAD,
+            crate::micro::CHUNK
+        );
+        let _ = writeln!(
+            md,
+            "| receiver | torsion msgs/s | torsion MB/s | plain hand-written parser msgs/s | torsion ÷ plain (higher is better) |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        let formats: Vec<String> = micro_ok[0].parse.iter().map(|p| p.format.clone()).collect();
+        for f in &formats {
+            let pick = |g: fn(&crate::micro::ParseResult) -> f64| {
+                median(
+                    micro_ok
+                        .iter()
+                        .filter_map(|m| m.parse.iter().find(|p| &p.format == f).map(g))
+                        .collect(),
+                )
+            };
+            let tm = pick(|p| p.torsion_msgs_per_sec);
+            let tmb = pick(|p| p.torsion_mb_per_sec);
+            let pm = pick(|p| p.plain_msgs_per_sec);
+            let _ = writeln!(
+                md,
+                "| {f} | {} | {} | {} | {} |",
+                fmt_num(tm, 0),
+                fmt_num(tmb, 0),
+                fmt_num(pm, 0),
+                fmt_ratio(ratio(tm, pm))
+            );
+            json_micro.insert(
+                f.clone(),
+                json!({"torsion_msgs_per_sec": tm, "torsion_mb_per_sec": tmb,
+                       "plain_msgs_per_sec": pm, "torsion_ratio": ratio(tm, pm)}),
+            );
+        }
+        let dn = median(
+            micro_ok
+                .iter()
+                .filter_map(|m| m.defer.as_ref().map(|d| d.deferred_ns))
+                .collect(),
+        );
+        let cn = median(
+            micro_ok
+                .iter()
+                .filter_map(|m| m.defer.as_ref().map(|d| d.closures_ns))
+                .collect(),
+        );
+        let _ = writeln!(
+            md,
+            "\n| chain of {} callbacks, built and fired | ns per chain | torsion ÷ plain closures (lower is better) |",
+            crate::micro::CHAIN
+        );
+        let _ = writeln!(md, "|---|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| torsion `Deferred` | {} | {} |",
+            fmt_num(dn, 0),
+            fmt_ratio(ratio(dn, cn))
+        );
+        let _ = writeln!(
+            md,
+            "| plain boxed closures in a Vec | {} | — |\n",
+            fmt_num(cn, 0)
+        );
+        json_micro.insert(
+            "deferred_chain".into(),
+            json!({"deferred_ns": dn, "closures_ns": cn, "torsion_ratio": ratio(dn, cn),
+                   "callbacks": crate::micro::CHAIN}),
+        );
+    }
+
     // Targets.
     let pp50 = Bench::PingPong(50).id();
     let pp1 = Bench::PingPong(1).id();
@@ -545,6 +623,7 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
         "echo": json_echo,
         "idle": json_idle,
         "timers": json_timers,
+        "micro": json_micro,
         "targets": all_targets.iter().map(|t| json!({
             "target": t.what, "measured": t.measured, "met": t.met,
         })).collect::<Vec<_>>(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::{LoadResult, Mode};
+use crate::micro::MicroResult;
 use crate::servers::ServerKind;
 use crate::sys::{self, Guarded};
 use crate::timers::{TimerImpl, TimerResult};
@@ -35,7 +36,7 @@ pub struct Config {
     pub precision_samples: usize,
     pub nodelay: bool,
     pub servers: Vec<ServerKind>,
-    /// Benchmark groups to run: pingpong, stream, churn, idle, timers.
+    /// Benchmark groups to run: pingpong, stream, churn, idle, timers, micro.
     pub only: Vec<String>,
     /// Before each run, wait up to this long for the machine to be quiet (other jobs using
     /// under a quarter of a CPU).
@@ -61,10 +62,10 @@ impl Config {
             precision_samples: 200,
             nodelay: true,
             servers: ServerKind::ALL.to_vec(),
-            only: ["pingpong", "stream", "churn", "idle", "timers"]
+            only: ["pingpong", "stream", "churn", "idle", "timers", "micro"]
                 .map(String::from)
                 .to_vec(),
-            quiet_wait_s: 30,
+            quiet_wait_s: 10,
         }
     }
 
@@ -133,6 +134,7 @@ pub struct Samples {
     pub echo: BTreeMap<String, BTreeMap<ServerKind, Vec<LoadResult>>>,
     pub idle: BTreeMap<ServerKind, Vec<IdleResult>>,
     pub timers: BTreeMap<TimerImpl, Vec<TimerResult>>,
+    pub micro: Vec<MicroResult>,
     /// Every failure (wrong echo, server that would not start, …).
     pub failures: Vec<String>,
 }
@@ -356,6 +358,30 @@ impl Suite {
             .map_err(|e| io::Error::other(format!("bad timer output {text:?}: {e}")))
     }
 
+    fn run_micro(&self) -> io::Result<MicroResult> {
+        self.settle();
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("micro");
+        if let Some(core) = self.server_core {
+            cmd.args(["--core", &core.to_string()]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = Guarded::new(cmd.spawn()?);
+        let out = child.stdout();
+        let status = child.wait_for(Duration::from_secs(120));
+        let mut text = String::new();
+        if let Some(mut out) = out {
+            let _ = io::Read::read_to_string(&mut out, &mut text);
+        }
+        if status.is_none() {
+            return Err(io::Error::other("micro benchmarks did not finish in time"));
+        }
+        serde_json::from_str(text.trim())
+            .map_err(|e| io::Error::other(format!("bad micro output {text:?}: {e}")))
+    }
+
     pub fn benches(&self) -> Vec<Bench> {
         let mut v: Vec<Bench> = self
             .cfg
@@ -449,6 +475,32 @@ impl Suite {
                     s.failures.push(format!("timers {}: {e}", imp.name()));
                 }
                 s.timers.entry(imp).or_default().push(r);
+            }
+            if self.wants("micro") {
+                let label = format!("[{rep}/{reps}] {:<13}", "micro");
+                let r = self.run_micro().unwrap_or_else(|e| MicroResult {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                });
+                if r.ok {
+                    for p in &r.parse {
+                        eprintln!(
+                            "{label} {:<22} torsion {:>7.0} MB/s, plain parser {:>7.0} MB/s",
+                            p.format, p.torsion_mb_per_sec, p.plain_mb_per_sec
+                        );
+                    }
+                    if let Some(d) = &r.defer {
+                        eprintln!(
+                            "{label} Deferred chain {:.0} ns, plain closures {:.0} ns",
+                            d.deferred_ns, d.closures_ns
+                        );
+                    }
+                } else {
+                    let e = r.error.clone().unwrap_or_default();
+                    eprintln!("{label} FAILED: {e}");
+                    s.failures.push(format!("micro: {e}"));
+                }
+                s.micro.push(r);
             }
         }
         s
