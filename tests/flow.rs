@@ -97,13 +97,7 @@ fn push_producer_is_paused_at_the_high_mark_and_memory_stays_bounded() {
         }),
     );
     let client = client_then_stop(&reactor, move || {
-        // A small receive window keeps the kernel from absorbing the whole stream.
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_recv_buffer_size(32 * 1024).unwrap();
-        sock.connect(&addr.into()).unwrap();
-        let mut s: std::net::TcpStream = sock.into();
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut s = small_window_client(addr);
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0usize;
         // A slow reader: small reads with pauses, so the server's buffer fills up.
@@ -127,6 +121,16 @@ fn push_producer_is_paused_at_the_high_mark_and_memory_stays_bounded() {
         "buffered {} > high mark + one write",
         max.get()
     );
+}
+
+/// A client whose small receive window keeps the kernel from absorbing a whole stream.
+fn small_window_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(32 * 1024).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
 }
 
 /// Runs a closure in connection_made.
@@ -241,8 +245,9 @@ struct Writer(Rc<Marks>);
 
 impl Protocol for Writer {
     fn connection_made(&mut self, cx: &mut Cx<'_>) {
-        // 4 MiB at once into a peer that does not read yet: far over the high mark.
-        cx.transport().write(&vec![b'w'; 4 << 20]);
+        // 16 MiB at once into a peer that does not read yet and has a small window: far
+        // over the high mark whatever the kernel's buffers.
+        cx.transport().write(&vec![b'w'; 16 << 20]);
         cx.transport().lose_connection();
     }
     fn pause_writing(&mut self, cx: &mut Cx<'_>) {
@@ -262,12 +267,12 @@ fn protocol_without_producer_gets_pause_and_resume_writing() {
     let m = marks.clone();
     let addr = listen(&reactor, factory(move || Box::new(Writer(m.clone()))));
     let client = client_then_stop(&reactor, move || {
-        let mut s = connect(addr);
+        let mut s = small_window_client(addr);
         std::thread::sleep(Duration::from_millis(100));
         read_until_closed(&mut s).0.len()
     });
     run(&reactor);
-    assert_eq!(join(client), 4 << 20);
+    assert_eq!(join(client), 16 << 20);
     assert_eq!(marks.paused.get(), 1);
     assert_eq!(marks.resumed.get(), 1);
 }
