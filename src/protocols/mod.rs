@@ -1,4 +1,5 @@
 //! Protocols built on the public API: framing, policies and ready services.
 
 pub mod basic;
+pub mod file_sender;
 pub mod portforward;
