@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Errors from the reactor's own life cycle (Twisted's `ReactorNotRunning` family).
@@ -34,14 +35,26 @@ pub enum TimerError {
 }
 
 /// A listening socket could not be created (Twisted's `CannotListenError`).
+///
+/// ```
+/// use torsion::Reactor;
+/// use torsion::factory::from_fn;
+/// use std::rc::Rc;
+///
+/// let reactor = Reactor::new().unwrap();
+/// let factory = Rc::new(from_fn(|_| None));
+/// let err = reactor.listen_unix("/nonexistent-dir/x.sock", factory).unwrap_err();
+/// assert_eq!(err.address, "unix:/nonexistent-dir/x.sock");
+/// assert!(err.to_string().starts_with("couldn't listen on unix:/nonexistent-dir/x.sock: "));
+/// ```
 #[derive(Debug, thiserror::Error)]
-#[error("couldn't listen on {interface}:{port}: {source}")]
+#[error("couldn't listen on {address}: {source}")]
 pub struct CannotListen {
-    /// The interface that was asked for (`""` means every interface).
-    pub interface: String,
-    /// The port that was asked for.
-    pub port: u16,
-    /// What the operating system said.
+    /// What was asked for: `INTERFACE:PORT` for TCP (`:PORT` for every interface, an IPv6
+    /// interface in brackets), `unix:PATH` for a UNIX socket (`unix:@NAME` for an abstract
+    /// name).
+    pub address: String,
+    /// What the operating system said, or why an existing file was left in place.
     #[source]
     pub source: io::Error,
 }
@@ -53,6 +66,13 @@ pub enum ConnectError {
     /// The peer refused the connection (ECONNREFUSED).
     #[error("connection was refused by other side: {0}")]
     Refused(SocketAddr),
+    /// Nothing listens on the UNIX socket (ECONNREFUSED): a socket file left behind by a
+    /// server that is gone, or an abstract name nobody has bound.
+    #[error("connection was refused by other side: nothing listens on unix:{}", .0.display())]
+    RefusedUnix(PathBuf),
+    /// There is no UNIX socket file at the path (ENOENT).
+    #[error("no such socket file: unix:{}", .0.display())]
+    NoSuchFile(PathBuf),
     /// The attempt did not complete within the connector's timeout.
     #[error("user timeout caused connection failure")]
     TimedOut,
@@ -94,6 +114,20 @@ impl ConnectError {
                 ConnectError::NoRoute(Arc::new(err))
             }
             _ => ConnectError::Other(Arc::new(err)),
+        }
+    }
+}
+
+impl ConnectError {
+    /// Maps an OS error from `connect(2)` on a UNIX socket; the path is kept in the reason.
+    pub(crate) fn from_unix_io(err: io::Error, path: &Path) -> Self {
+        match err.raw_os_error() {
+            Some(libc::ECONNREFUSED) => ConnectError::RefusedUnix(path.to_path_buf()),
+            Some(libc::ENOENT) => ConnectError::NoSuchFile(path.to_path_buf()),
+            _ => ConnectError::Other(Arc::new(io::Error::new(
+                err.kind(),
+                format!("unix:{}: {err}", path.display()),
+            ))),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | `callWhenRunning`, `addSystemEventTrigger` | [`Reactor::call_when_running`], [`Reactor::add_system_event_trigger`] |
 //! | `callFromThread`, `callInThread` | [`ReactorHandle::call_from_thread`], [`Reactor::call_in_thread`] |
 //! | `listenTCP`, `connectTCP` | [`Reactor::listen_tcp`], [`Reactor::connect_tcp`] |
+//! | `listenUNIX`, `connectUNIX`, `sendFileDescriptor` | [`Reactor::listen_unix`], [`Reactor::connect_unix`], [`Transport::send_file_descriptor`] |
 //! | `Protocol` | [`Protocol`] (callbacks get a [`Cx`]) |
 //! | `Factory`, `ClientFactory` | [`Factory`], [`ClientFactory`] |
 //! | `IConnector` | [`Connector`] |
@@ -56,6 +57,7 @@ pub mod task;
 pub mod tcp;
 pub mod testing;
 mod transport;
+pub mod unix;
 
 pub use address::Address;
 pub use defer::{Deferred, Failure, FailureKind};
@@ -70,5 +72,6 @@ pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, Tr
 pub use reason::Reason;
 pub use task::{defer_to_thread, react, sleep};
 pub use tcp::connector::Connector;
-pub use tcp::{ConnectorState, ListeningPort, TcpConnectOptions, TcpListenOptions};
+pub use tcp::{ConnectorState, Destination, ListeningPort, TcpConnectOptions, TcpListenOptions};
 pub use transport::Transport;
+pub use unix::{Credentials, UnixConnectOptions, UnixListenOptions};

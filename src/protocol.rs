@@ -1,5 +1,7 @@
 //! Protocols: one object per connection, driven through callbacks (Twisted's `Protocol`).
 
+use std::os::fd::OwnedFd;
+
 use crate::handle::ConnectionHandle;
 use crate::reactor::SlotId;
 use crate::{Reactor, Reason, Transport};
@@ -141,5 +143,13 @@ pub trait Protocol: 'static {
     /// The write buffer fell to the low water mark after a [`Protocol::pause_writing`].
     fn resume_writing(&mut self, cx: &mut Cx<'_>) {
         let _ = cx;
+    }
+
+    /// A file descriptor arrived from the peer of a UNIX connection (`SCM_RIGHTS`, Twisted's
+    /// `IFileDescriptorReceiver`). It comes before the `data_received` of the bytes it
+    /// arrived with (each descriptor rides on at least one byte of data). It is close-on-exec
+    /// and yours: keep it, or drop it to close it (the default).
+    fn file_descriptor_received(&mut self, cx: &mut Cx<'_>, fd: OwnedFd) {
+        let _ = (cx, fd);
     }
 }

@@ -5,10 +5,11 @@
 //! implement [`Transport`], so protocol code is tested without sockets.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 
-use crate::Address;
 use crate::layer::{LayerInfo, StreamLayer};
 use crate::producer::{Producer, RegisterProducerError};
+use crate::{Address, Credentials};
 
 /// What a protocol can do with its connection.
 ///
@@ -117,6 +118,32 @@ pub trait Transport {
 
     /// Reads `SO_KEEPALIVE`.
     fn tcp_keepalive(&self) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// The process at the other end of a UNIX connection: its pid, uid and gid when it
+    /// connected (`SO_PEERCRED`). [`io::ErrorKind::Unsupported`] for other transports.
+    fn peer_credentials(&self) -> io::Result<Credentials> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Passes a copy of `fd` to the other end of a UNIX connection (`SCM_RIGHTS`, Twisted's
+    /// `sendFileDescriptor`); the peer's protocol gets it in
+    /// [`Protocol::file_descriptor_received`](crate::Protocol::file_descriptor_received).
+    /// The caller keeps `fd`: the peer gets its own descriptor for the same open file.
+    ///
+    /// The descriptor travels at once, in order with the byte stream, attached to one NUL
+    /// byte that this call writes: the peer's `data_received` sees that byte, as a Twisted
+    /// peer sees the data byte a descriptor rides on. A descriptor cannot wait in the write
+    /// buffer behind earlier bytes: if some are still waiting after one more attempt to send
+    /// them (or the kernel's buffer is full), this sends nothing and returns
+    /// [`io::ErrorKind::WouldBlock`]; try again once [`Transport::buffered_len`] is 0 (for
+    /// example from [`Protocol::resume_writing`](crate::Protocol::resume_writing) or a pull
+    /// producer). [`io::ErrorKind::NotConnected`] once the transport is closing;
+    /// [`io::ErrorKind::Unsupported`] for transports that are not UNIX sockets or that carry
+    /// a TLS layer.
+    fn send_file_descriptor(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let _ = fd;
         Err(io::ErrorKind::Unsupported.into())
     }
 }

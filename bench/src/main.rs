@@ -35,7 +35,7 @@ struct SuiteArgs {
     /// Where report.md, report.json and pingpong.svg go.
     #[arg(long, default_value = "target/bench-report")]
     out: PathBuf,
-    /// Repetitions (default: 3 for `all`, 1 for `smoke`).
+    /// Repetitions (default: 5 for `all`, 1 for `smoke`).
     #[arg(long)]
     reps: Option<usize>,
     /// Measured milliseconds per echo run.
@@ -51,7 +51,7 @@ struct SuiteArgs {
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Wait up to this many seconds before each run for other jobs to leave the CPUs quiet
-    /// (default: 10 for `all`, 0 for `smoke`).
+    /// (default: 5 for `all`, 0 for `smoke`).
     #[arg(long)]
     quiet_wait_s: Option<u64>,
     /// Ping-pong connection counts (comma-separated).
@@ -160,6 +160,9 @@ fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Cmd::All(_) | Cmd::Smoke(_)) {
+        sys::die_with_parent();
+    }
     match cli.command {
         Cmd::All(args) => run_suite(suite::Config::full(), &args, false),
         Cmd::Smoke(args) => {

@@ -101,8 +101,18 @@ pub struct EchoStats {
     pub runs: usize,
 }
 
+/// Runs disturbed by more than this much CPU used elsewhere (% of one core) are left out of a
+/// row's median when the row has quieter runs.
+pub const NOISY_OTHER_CPU_PCT: f64 = 50.0;
+
 fn echo_stats(runs: &[LoadResult]) -> EchoStats {
     let ok: Vec<&LoadResult> = runs.iter().filter(|r| r.ok).collect();
+    let quiet: Vec<&LoadResult> = ok
+        .iter()
+        .copied()
+        .filter(|r| r.other_cpu_pct.is_some_and(|o| o <= NOISY_OTHER_CPU_PCT))
+        .collect();
+    let ok = if quiet.is_empty() { ok } else { quiet };
     let m = |f: fn(&LoadResult) -> f64| median(ok.iter().map(|r| f(r)).collect());
     EchoStats {
         msgs: m(|r| r.msgs_per_sec),
@@ -605,7 +615,9 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
         ". The server's CPU column shows the server's own core use (/proc/PID/stat) over the \
          same window; \"other jobs' CPU\" is the rest of the machine's busy time (/proc/stat) \
          in that window, in % of one core: where it is high, other work shared the two CPUs \
-         and the row is noisy.",
+         and the row is noisy. A row's median leaves out its runs with more than 50% of a CPU \
+         used elsewhere when it has quieter ones (\"runs\" in report.json counts the runs \
+         kept).",
     );
     let _ = writeln!(md, "{gen_note}\n");
     if !s.failures.is_empty() {

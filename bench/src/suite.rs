@@ -47,9 +47,9 @@ impl Config {
     pub fn full() -> Config {
         Config {
             name: "all",
-            reps: 3,
+            reps: 5,
             warmup_ms: 300,
-            duration_ms: 2000,
+            duration_ms: 1500,
             pingpong_conns: vec![1, 10, 50, 100],
             stream_conns: 50,
             stream_size: 4096,
@@ -65,7 +65,7 @@ impl Config {
             only: ["pingpong", "stream", "churn", "idle", "timers", "micro"]
                 .map(String::from)
                 .to_vec(),
-            quiet_wait_s: 10,
+            quiet_wait_s: 5,
         }
     }
 

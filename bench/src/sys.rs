@@ -27,6 +27,15 @@ pub fn pin_to_core(core: usize) -> bool {
     }
 }
 
+/// Asks the kernel to kill this process when its parent dies, so that a suite killed by a
+/// signal (which skips `Guarded`'s `Drop`) leaves no server behind.
+pub fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
 pub fn raise_nofile() -> u64 {
     // SAFETY: getrlimit/setrlimit get a valid pointer to an rlimit.

@@ -13,6 +13,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
+use std::os::fd::BorrowedFd;
 
 use mio::Interest;
 
@@ -21,7 +22,7 @@ use crate::buffer::WriteBuffer;
 use crate::layer::{LayerInfo, StreamLayer};
 use crate::producer::{Crossing, Producer, RegisterProducerError, WaterMarks};
 use crate::reactor::{Core, Deferred, Entry, Ready, SlotId, guard};
-use crate::{Address, Connector, Cx, Protocol, Reactor, Reason, Transport};
+use crate::{Address, Connector, Credentials, Cx, Protocol, Reactor, Reason, Transport};
 
 /// Reads per connection per loop pass before others get a turn.
 const READ_BUDGET: u32 = 4;
@@ -491,6 +492,35 @@ impl Transport for StreamTransport {
     fn tcp_keepalive(&self) -> io::Result<bool> {
         socket2::SockRef::from(self.stream.tcp()?).keepalive()
     }
+
+    fn peer_credentials(&self) -> io::Result<Credentials> {
+        self.stream.peer_credentials()
+    }
+
+    fn send_file_descriptor(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if self.has_layer() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "file descriptors cannot be passed through a TLS layer",
+            ));
+        }
+        if self.pending() {
+            self.flush();
+        }
+        if !self.can_write() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if self.pending() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            match self.stream.send_with_fd(&[0], fd) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 impl StreamTransport {
@@ -718,7 +748,14 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
             conn.t.flags |= READ_PENDING;
             break;
         }
-        match conn.t.stream.read(&mut buf) {
+        // Stays unallocated unless a descriptor arrives (UNIX only).
+        let mut fds = Vec::new();
+        let res = conn.t.stream.read_with_fds(&mut buf, &mut fds);
+        for fd in fds {
+            conn.call(reactor, |p, cx| p.file_descriptor_received(cx, fd));
+        }
+        match res {
+            Ok(_) if conn.t.has(ABORTED) => break,
             Ok(0) => {
                 eof(reactor, conn);
                 break;

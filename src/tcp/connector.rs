@@ -1,21 +1,33 @@
-//! Outgoing TCP connections: [`Connector`] (Twisted's `IConnector`) and the connect sequence
-//! (resolve off the reactor thread, non-blocking `connect(2)`, timeout, `build_protocol`).
+//! Outgoing connections, TCP and UNIX: [`Connector`] (Twisted's `IConnector`) and the connect
+//! sequence (for TCP, resolve off the reactor thread; then a non-blocking `connect(2)`, the
+//! timeout, `build_protocol`).
+//!
+//! A UNIX `connect(2)` completes or fails at once; when the listener's backlog is full it
+//! says EAGAIN, and the attempt is tried again every few milliseconds until it gets in or
+//! the timeout ends it (a blocking client would sleep in the kernel for the same).
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use mio::Interest;
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+
+use super::stream::Stream;
 
 use crate::reactor::{Core, Entry, Ready, SlotId, factory_key, guard};
 use crate::{
     Address, ClientFactory, ConnectError, ConnectionHandle, ConnectorError, Cx, DelayedCall,
     Protocol, Reactor, Reason,
 };
+
+/// How long to wait before trying again to connect to a UNIX socket whose backlog is full.
+const UNIX_BUSY_RETRY: Duration = Duration::from_millis(5);
 
 /// Options for [`Reactor::connect_tcp_with`].
 #[derive(Debug, Clone)]
@@ -46,9 +58,45 @@ pub enum ConnectorState {
     Connected,
 }
 
+/// Where a [`Connector`] connects to.
+///
+/// ```
+/// use torsion::Destination;
+/// let d = Destination::Unix("/run/app.sock".into());
+/// assert_eq!(d.to_string(), "unix:/run/app.sock");
+/// let d = Destination::Tcp { host: "example.com".into(), port: 80 };
+/// assert_eq!(d.to_string(), "tcp:example.com:80");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Destination {
+    /// A TCP host (a name or an IP literal) and port.
+    Tcp {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// A UNIX socket path, or a Linux abstract name written `@name`.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Tcp { host, port } if host.contains(':') && !host.starts_with('[') => {
+                write!(f, "tcp:[{host}]:{port}")
+            }
+            Destination::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Destination::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// A connection in progress: its socket (once resolved) and its connector.
 pub(crate) struct Connecting {
-    sock: Option<TcpStream>,
+    sock: Option<Stream>,
+    /// The TCP address being connected to (`None` for UNIX).
     addr: Option<SocketAddr>,
     connector: Connector,
 }
@@ -56,9 +104,11 @@ pub(crate) struct Connecting {
 struct Inner {
     core: Weak<Core>,
     factory: Rc<dyn ClientFactory>,
-    host: String,
-    port: u16,
-    opts: TcpConnectOptions,
+    dest: Destination,
+    /// What [`Connector::destination`] lends for a UNIX path: the path as text.
+    path_text: String,
+    timeout: Option<Duration>,
+    bind_address: Option<SocketAddr>,
     state: Cell<ConnectorState>,
     factory_started: Cell<bool>,
     attempt: Cell<u64>,
@@ -67,7 +117,7 @@ struct Inner {
     conn: RefCell<Option<ConnectionHandle>>,
 }
 
-/// Drives connection attempts to one destination for one [`ClientFactory`]
+/// Drives connection attempts to one destination (TCP or UNIX) for one [`ClientFactory`]
 /// (Twisted's `IConnector`). Cheap to clone; every clone is the same connector.
 ///
 /// Call [`Connector::connect`] from `client_connection_failed` or `client_connection_lost` to
@@ -80,8 +130,7 @@ pub struct Connector {
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
-            .field("host", &self.inner.host)
-            .field("port", &self.inner.port)
+            .field("destination", &self.inner.dest)
             .field("state", &self.inner.state.get())
             .finish()
     }
@@ -121,13 +170,35 @@ impl Reactor {
         factory: Rc<dyn ClientFactory>,
         opts: TcpConnectOptions,
     ) -> Connector {
+        let dest = Destination::Tcp {
+            host: host.to_owned(),
+            port,
+        };
+        Connector::start(self, dest, opts.timeout, opts.bind_address, factory)
+    }
+}
+
+impl Connector {
+    /// A new connector, with its first attempt started.
+    pub(crate) fn start(
+        reactor: &Reactor,
+        dest: Destination,
+        timeout: Option<Duration>,
+        bind_address: Option<SocketAddr>,
+        factory: Rc<dyn ClientFactory>,
+    ) -> Connector {
+        let path_text = match &dest {
+            Destination::Unix(p) => p.to_string_lossy().into_owned(),
+            Destination::Tcp { .. } => String::new(),
+        };
         let c = Connector {
             inner: Rc::new(Inner {
-                core: self.weak(),
+                core: reactor.weak(),
                 factory,
-                host: host.to_owned(),
-                port,
-                opts,
+                dest,
+                path_text,
+                timeout,
+                bind_address,
                 state: Cell::new(ConnectorState::Disconnected),
                 factory_started: Cell::new(false),
                 attempt: Cell::new(0),
@@ -161,7 +232,7 @@ impl Connector {
                 .core
                 .factory_start(factory_key(&f), || f.start_factory());
         }
-        if let Some(t) = inner.opts.timeout {
+        if let Some(t) = inner.timeout {
             let me = self.clone();
             let call = reactor.call_later(t, move |r| {
                 if me.is_attempt(attempt) {
@@ -212,9 +283,19 @@ impl Connector {
         }
     }
 
-    /// The host and port this connector connects to.
+    /// The host and port this connector connects to. For a UNIX connector: the path as text
+    /// (lossily, if it is not UTF-8) and port 0; [`Connector::destination_address`] has it
+    /// exactly.
     pub fn destination(&self) -> (&str, u16) {
-        (&self.inner.host, self.inner.port)
+        match &self.inner.dest {
+            Destination::Tcp { host, port } => (host, *port),
+            Destination::Unix(_) => (&self.inner.path_text, 0),
+        }
+    }
+
+    /// Where this connector connects to (Twisted's `getDestination`).
+    pub fn destination_address(&self) -> &Destination {
+        &self.inner.dest
     }
 
     /// The reactor this connector belongs to (`None` once it is dropped). Handy in
@@ -256,17 +337,20 @@ impl Connector {
                 connector: self.clone(),
             })),
         );
-        let host = self
-            .inner
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            self.start_socket(reactor, id, SocketAddr::new(ip, self.inner.port));
+        let (host, port) = match &self.inner.dest {
+            Destination::Unix(path) => {
+                self.start_unix(reactor, id, path);
+                return;
+            }
+            Destination::Tcp { host, port } => (host, *port),
+        };
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            self.start_socket(reactor, id, SocketAddr::new(ip, port));
             return;
         }
         let handle = reactor.handle();
-        let (host, port) = (self.inner.host.clone(), self.inner.port);
+        let host = host.clone();
         reactor.call_in_thread(move || {
             let res = (host.as_str(), port)
                 .to_socket_addrs()
@@ -277,25 +361,56 @@ impl Connector {
     }
 
     fn start_socket(&self, reactor: &Reactor, id: SlotId, addr: SocketAddr) {
-        match open(addr, self.inner.opts.bind_address) {
-            Ok(mut sock) => {
-                let core = &*reactor.core;
-                if let Err(e) = core
-                    .registry
-                    .register(&mut sock, id.token(), Interest::WRITABLE)
-                {
-                    self.fail(reactor, ConnectError::Other(e.into()));
-                    return;
-                }
-                let mut slots = core.slots.borrow_mut();
-                if let Some(s) = slots.get_mut(id.key as usize) {
-                    if let Entry::Connecting(c) = &mut s.entry {
-                        c.sock = Some(sock);
-                        c.addr = Some(addr);
-                    }
-                }
-            }
+        match open(addr, self.inner.bind_address) {
+            Ok(sock) => self.install(reactor, id, Stream::Tcp(sock), Some(addr)),
             Err(e) => self.fail(reactor, e),
+        }
+    }
+
+    fn start_unix(&self, reactor: &Reactor, id: SlotId, path: &Path) {
+        match open_unix(path) {
+            Ok(sock) => self.install(reactor, id, Stream::Unix(sock), None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The listener's backlog is full: knock again shortly, until the timeout.
+                let me = self.clone();
+                let attempt = self.inner.attempt.get();
+                reactor.call_later(UNIX_BUSY_RETRY, move |r| {
+                    if me.is_attempt(attempt) {
+                        if let Destination::Unix(path) = &me.inner.dest {
+                            me.start_unix(r, id, path);
+                        }
+                    }
+                });
+            }
+            Err(e) => self.fail(reactor, ConnectError::from_unix_io(e, path)),
+        }
+    }
+
+    /// Waits for the socket of a started connect to become writable (connected or failed).
+    fn install(&self, reactor: &Reactor, id: SlotId, mut sock: Stream, addr: Option<SocketAddr>) {
+        let core = &*reactor.core;
+        if let Err(e) = core
+            .registry
+            .register(&mut sock, id.token(), Interest::WRITABLE)
+        {
+            self.fail(reactor, ConnectError::Other(e.into()));
+            return;
+        }
+        let mut slots = core.slots.borrow_mut();
+        if let Some(s) = slots.get_mut(id.key as usize) {
+            if let Entry::Connecting(c) = &mut s.entry {
+                c.sock = Some(sock);
+                c.addr = addr;
+            }
+        }
+    }
+
+    /// Maps an OS error from the connect in progress to a reason.
+    fn connect_error(&self, err: io::Error, addr: Option<SocketAddr>) -> ConnectError {
+        match (&self.inner.dest, addr) {
+            (Destination::Unix(path), _) => ConnectError::from_unix_io(err, path),
+            (Destination::Tcp { .. }, Some(addr)) => ConnectError::from_io(err, addr),
+            (Destination::Tcp { .. }, None) => ConnectError::Other(err.into()),
         }
     }
 
@@ -311,7 +426,7 @@ impl Connector {
                 }
             }
         }
-        tracing::debug!(host = %inner.host, port = inner.port, "connection failed: {reason}");
+        tracing::debug!(destination = %inner.dest, "connection failed: {reason}");
         let _ = guard("client_connection_failed", || {
             inner.factory.client_connection_failed(self, reason)
         });
@@ -380,27 +495,43 @@ fn open(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, Connect
     Ok(TcpStream::from_std(sock.into()))
 }
 
+/// Starts a non-blocking connect to a UNIX socket. It completes or fails at once on Linux;
+/// `WouldBlock` means the listener's backlog is full.
+fn open_unix(path: &Path) -> io::Result<UnixStream> {
+    let addr = crate::unix::sock_addr(path)?;
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_cloexec(true)?;
+    match sock.connect(&addr) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(UnixStream::from_std(sock.into()))
+}
+
 /// The socket of a pending connection became writable (connected) or failed.
 pub(crate) fn service(reactor: &Reactor, id: SlotId, ready: Ready) {
     let core = &*reactor.core;
     let Some(Entry::Connecting(mut c)) = core.take(id) else {
         return;
     };
-    let (Some(sock), Some(addr)) = (c.sock.as_mut(), c.addr) else {
+    let addr = c.addr;
+    let connector = c.connector.clone();
+    let Some(sock) = c.sock.as_mut() else {
         core.restore(id, Entry::Connecting(c));
         return;
     };
-    let connector = c.connector.clone();
     let outcome = match sock.take_error() {
-        Ok(Some(e)) | Err(e) => Err(ConnectError::from_io(e, addr)),
-        Ok(None) => match sock.peer_addr() {
+        Ok(Some(e)) | Err(e) => Err(connector.connect_error(e, addr)),
+        Ok(None) => match sock.peer_address() {
             Ok(peer) => Ok(peer),
             Err(e) if e.kind() == io::ErrorKind::NotConnected && !ready.error => {
                 // Not connected yet (spurious wakeup): keep waiting.
                 core.restore(id, Entry::Connecting(c));
                 return;
             }
-            Err(e) => Err(ConnectError::from_io(e, addr)),
+            Err(e) => Err(connector.connect_error(e, addr)),
         },
     };
     match outcome {
@@ -416,20 +547,13 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId, ready: Ready) {
     }
 }
 
-fn connected(
-    reactor: &Reactor,
-    id: SlotId,
-    connector: Connector,
-    sock: TcpStream,
-    peer: SocketAddr,
-) {
+fn connected(reactor: &Reactor, id: SlotId, connector: Connector, sock: Stream, peer: Address) {
     let inner = &*connector.inner;
     inner.pending.set(None);
     connector.cancel_timer();
     inner.state.set(ConnectorState::Connected);
     *inner.conn.borrow_mut() = Some(ConnectionHandle::new(reactor.weak(), id));
-    let address = Address::Tcp(peer);
-    let built = guard("build_protocol", || inner.factory.build_protocol(&address));
+    let built = guard("build_protocol", || inner.factory.build_protocol(&peer));
     let protocol: Box<dyn Protocol> = match built {
         Ok(Some(p)) => p,
         // As Twisted: a bare protocol and a clean close, reported as client_connection_lost.
@@ -438,8 +562,8 @@ fn connected(
     super::connection::adopt(
         reactor,
         id,
-        super::stream::Stream::Tcp(sock),
-        address,
+        sock,
+        peer,
         protocol,
         Some(connector.clone()),
         true,

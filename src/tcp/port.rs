@@ -1,5 +1,9 @@
-//! Listening TCP ports: accept in batches, build a protocol per connection, survive running
-//! out of descriptors.
+//! Listening ports, TCP and UNIX: accept in batches, build a protocol per connection,
+//! survive running out of descriptors.
+//!
+//! Both kinds share one [`Listener`] around a [`ListenSocket`]; only binding differs (TCP
+//! here, UNIX in [`crate::unix`]). A UNIX listener owns its socket file and removes it when
+//! the listener goes away (stop, reactor shutdown, or the reactor being dropped).
 //!
 //! EMFILE / ENFILE: like Twisted, the reactor keeps one spare descriptor. When `accept` fails
 //! for lack of descriptors it releases the spare, accepts and closes what waits in the backlog
@@ -12,11 +16,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use mio::Interest;
-use mio::net::{TcpListener, TcpStream};
+use mio::event::Source;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
+use super::stream::Stream;
 use crate::reactor::{Core, Deferred, Entry, SlotId, factory_key, guard};
+use crate::unix::SocketFile;
 use crate::{Address, CannotListen, Factory, Reactor};
 
 /// Accepts per listener per loop pass (Twisted starts its batch at 100).
@@ -24,10 +31,56 @@ const ACCEPT_BATCH: usize = 128;
 /// How long to wait before trying `accept` again after running out of descriptors.
 const EMFILE_RETRY: Duration = Duration::from_millis(100);
 
+/// A bound, listening socket of either kind.
+pub(crate) enum ListenSocket {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        /// The socket file to remove when the listener goes away (`None` for an abstract
+        /// name, which has no file).
+        _file: Option<SocketFile>,
+    },
+}
+
+impl ListenSocket {
+    /// Accepts one connection: the stream and the peer's address.
+    fn accept(&self) -> io::Result<(Stream, Address)> {
+        match self {
+            ListenSocket::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Address::Tcp(a))),
+            ListenSocket::Unix { listener, .. } => listener
+                .accept()
+                .map(|(s, a)| (Stream::Unix(s), Address::from_unix(&a))),
+        }
+    }
+}
+
+impl Source for ListenSocket {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.register(r, t, i),
+            ListenSocket::Unix { listener, .. } => listener.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.reregister(r, t, i),
+            ListenSocket::Unix { listener, .. } => listener.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.deregister(r),
+            ListenSocket::Unix { listener, .. } => listener.deregister(r),
+        }
+    }
+}
+
 pub(crate) struct Listener {
-    sock: TcpListener,
+    sock: ListenSocket,
     factory: Rc<dyn Factory>,
-    addr: SocketAddr,
+    addr: Address,
 }
 
 /// Options for [`Reactor::listen_tcp_with`].
@@ -52,23 +105,24 @@ impl Default for TcpListenOptions {
     }
 }
 
-/// A listening port (Twisted's `IListeningPort`). Dropping it does not stop listening; call
-/// [`ListeningPort::stop_listening`]. Connections already accepted stay open.
+/// A listening port (Twisted's `IListeningPort`), TCP or UNIX. Dropping it does not stop
+/// listening; call [`ListeningPort::stop_listening`]. Connections already accepted stay open.
 #[derive(Clone, Debug)]
 pub struct ListeningPort {
     core: Weak<Core>,
     id: SlotId,
-    addr: SocketAddr,
+    addr: Address,
 }
 
 impl ListeningPort {
-    /// The address the port is bound to (with the real port number when 0 was asked for).
+    /// The address the port is bound to: [`Address::Tcp`] with the real port number when 0
+    /// was asked for, or [`Address::Unix`] with the path (or `@name`).
     pub fn host(&self) -> Address {
-        Address::Tcp(self.addr)
+        self.addr.clone()
     }
 
-    /// Stops accepting and closes the listening socket; the factory's `stop_factory` runs if
-    /// this was its last port. Idempotent.
+    /// Stops accepting and closes the listening socket (a UNIX port also removes its socket
+    /// file); the factory's `stop_factory` runs if this was its last port. Idempotent.
     pub fn stop_listening(&self) {
         let Some(core) = self.core.upgrade() else {
             return;
@@ -162,40 +216,58 @@ impl Reactor {
         factory: Rc<dyn Factory>,
         opts: TcpListenOptions,
     ) -> Result<ListeningPort, CannotListen> {
-        let core = &*self.core;
         let fail = |source| CannotListen {
-            interface: opts.interface.clone(),
-            port,
+            address: tcp_address(&opts.interface, port),
             source,
         };
-        let mut sock = bind(port, &opts).map_err(fail)?;
+        let sock = bind(port, &opts).map_err(fail)?;
         let addr = sock.local_addr().map_err(fail)?;
-        let id = core.insert_busy();
-        if let Err(e) = core
-            .registry
-            .register(&mut sock, id.token(), Interest::READABLE)
-        {
-            core.remove(id);
-            return Err(fail(e));
-        }
-        reserve_descriptor(core);
-        let f = factory.clone();
-        core.restore(
-            id,
-            Entry::Listener(Box::new(Listener {
-                sock,
-                factory,
-                addr,
-            })),
-        );
-        core.factory_start(factory_key(&f), || f.start_factory());
-        tracing::debug!("listening on {addr}");
-        Ok(ListeningPort {
-            core: self.weak(),
-            id,
-            addr,
-        })
+        start_listening(self, ListenSocket::Tcp(sock), Address::Tcp(addr), factory).map_err(fail)
     }
+}
+
+/// How a TCP listen request is named in errors: `INTERFACE:PORT`, an IPv6 literal in brackets.
+fn tcp_address(interface: &str, port: u16) -> String {
+    if interface.contains(':') && !interface.starts_with('[') {
+        format!("[{interface}]:{port}")
+    } else {
+        format!("{interface}:{port}")
+    }
+}
+
+/// Registers a bound socket as a listener of `reactor` and starts its factory.
+pub(crate) fn start_listening(
+    reactor: &Reactor,
+    mut sock: ListenSocket,
+    addr: Address,
+    factory: Rc<dyn Factory>,
+) -> io::Result<ListeningPort> {
+    let core = &*reactor.core;
+    let id = core.insert_busy();
+    if let Err(e) = core
+        .registry
+        .register(&mut sock, id.token(), Interest::READABLE)
+    {
+        core.remove(id);
+        return Err(e);
+    }
+    reserve_descriptor(core);
+    let f = factory.clone();
+    core.restore(
+        id,
+        Entry::Listener(Box::new(Listener {
+            sock,
+            factory,
+            addr: addr.clone(),
+        })),
+    );
+    core.factory_start(factory_key(&f), || f.start_factory());
+    tracing::debug!("listening on {addr}");
+    Ok(ListeningPort {
+        core: reactor.weak(),
+        id,
+        addr,
+    })
 }
 
 fn reserve_descriptor(core: &Core) {
@@ -218,9 +290,9 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId) {
             break;
         }
         match l.sock.accept() {
-            Ok((sock, addr)) => {
+            Ok((stream, addr)) => {
                 accepted += 1;
-                accept_one(reactor, &l.factory, sock, addr);
+                accept_one(reactor, &l.factory, stream, addr);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => match e.raw_os_error() {
@@ -246,14 +318,12 @@ pub(crate) fn service(reactor: &Reactor, id: SlotId) {
     }
 }
 
-fn accept_one(reactor: &Reactor, factory: &Rc<dyn Factory>, sock: TcpStream, addr: SocketAddr) {
-    let address = Address::Tcp(addr);
+fn accept_one(reactor: &Reactor, factory: &Rc<dyn Factory>, stream: Stream, address: Address) {
     match guard("build_protocol", || factory.build_protocol(&address)) {
         // Dropping the socket closes it in an orderly way: the peer sees a clean close.
-        Ok(None) | Err(_) => drop(sock),
+        Ok(None) | Err(_) => drop(stream),
         Ok(Some(protocol)) => {
             let id = reactor.core.insert_busy();
-            let stream = super::stream::Stream::Tcp(sock);
             super::connection::adopt(reactor, id, stream, address, protocol, None, false);
         }
     }
