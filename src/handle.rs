@@ -2,10 +2,11 @@
 
 use std::hash::{Hash, Hasher};
 use std::rc::Weak;
+use std::time::Duration;
 
-use crate::reactor::{Core, Deferred, SlotId};
+use crate::reactor::{Core, Deferred, Entry, SlotId};
 use crate::tcp::connection::{self, HandleOp};
-use crate::{Address, Transport};
+use crate::{Address, Cx, Reactor, Transport};
 
 /// A reference to a connection that outlives the callback it was taken in
 /// ([`Cx::handle`](crate::Cx::handle)). It is `(slot, generation)`: once the connection is gone
@@ -71,6 +72,52 @@ impl ConnectionHandle {
     /// Resumes reading.
     pub fn resume_producing(&self) {
         self.op(HandleOp::Other(Deferred::ResumeProducing));
+    }
+
+    /// Runs `f` with this connection's [`Cx`], as if it were one of the connection's own
+    /// callbacks: at once if none of them is running, otherwise right after the one that is
+    /// returns. This is how code that runs outside the connection, such as a timer, reaches
+    /// its transport and its registered producer (`f` may write, pause, close, and call
+    /// objects it shares with the protocol). Nothing happens once the connection is closed.
+    /// A panic in `f` aborts the connection, as a panic in a callback does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion::{Cx, Protocol};
+    ///
+    /// /// Says goodbye and closes after five seconds.
+    /// struct Brief;
+    /// impl Protocol for Brief {
+    ///     fn connection_made(&mut self, cx: &mut Cx<'_>) {
+    ///         let me = cx.handle();
+    ///         cx.reactor().call_later(Duration::from_secs(5), move |_| {
+    ///             me.call(|cx| {
+    ///                 cx.write(b"time is up\r\n");
+    ///                 cx.transport().lose_connection();
+    ///             });
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn call<F: FnOnce(&mut Cx<'_>) + 'static>(&self, f: F) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let reactor = Reactor::from_core(core);
+        match reactor.core.take(self.id) {
+            Some(Entry::Conn(mut conn)) => {
+                if conn.t.is_connected() {
+                    conn.call(&reactor, |_, cx| f(cx));
+                }
+                connection::put_back(&reactor, self.id, conn);
+            }
+            Some(other) => reactor.core.restore(self.id, other),
+            None if connection::is_busy(&reactor.core, self.id) => {
+                let me = self.clone();
+                reactor.call_later(Duration::ZERO, move |_| me.call(f));
+            }
+            None => {}
+        }
     }
 
     /// True while the connection is open and not closing. While the connection itself is

@@ -67,7 +67,7 @@ pub use error::{
 pub use factory::{ClientFactory, Factory};
 pub use handle::ConnectionHandle;
 pub use producer::{Producer, RegisterProducerError};
-pub use protocol::{Cx, Protocol};
+pub use protocol::{Cx, CxParts, Protocol};
 pub use reactor::{DelayedCall, Phase, Reactor, ReactorBuilder, ReactorHandle, TriggerId};
 pub use reason::Reason;
 pub use task::{defer_to_thread, react, sleep};

@@ -78,9 +78,113 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Splits the context into its transport and the rest, so that a protocol wrapper can
+    /// give the protocol it wraps a context for the same connection (the same reactor, the
+    /// same [`Cx::handle`]) over a transport that wraps this one, as Twisted's
+    /// `ProtocolWrapper` is the wrapped protocol's transport.
+    ///
+    /// ```
+    /// use torsion::{Address, Cx, Protocol, Reactor, Transport};
+    /// use torsion::producer::{Producer, RegisterProducerError};
+    /// use torsion::testing::StringTransport;
+    ///
+    /// /// A transport that counts what goes through it.
+    /// struct Counting<'t> { inner: &'t mut dyn Transport, written: &'t mut usize }
+    /// impl Transport for Counting<'_> {
+    ///     fn write(&mut self, data: &[u8]) {
+    ///         *self.written += data.len();
+    ///         self.inner.write(data);
+    ///     }
+    ///     // ... the rest delegates to `inner`:
+    /// #   fn lose_connection(&mut self) { self.inner.lose_connection() }
+    /// #   fn abort_connection(&mut self) { self.inner.abort_connection() }
+    /// #   fn lose_write_connection(&mut self) { self.inner.lose_write_connection() }
+    /// #   fn pause_producing(&mut self) { self.inner.pause_producing() }
+    /// #   fn resume_producing(&mut self) { self.inner.resume_producing() }
+    /// #   fn peer(&self) -> Address { self.inner.peer() }
+    /// #   fn host(&self) -> Address { self.inner.host() }
+    /// #   fn buffered_len(&self) -> usize { self.inner.buffered_len() }
+    /// #   fn is_disconnecting(&self) -> bool { self.inner.is_disconnecting() }
+    /// #   fn is_connected(&self) -> bool { self.inner.is_connected() }
+    /// #   fn register_producer(&mut self, p: Box<dyn Producer>, s: bool)
+    /// #       -> Result<(), RegisterProducerError> { self.inner.register_producer(p, s) }
+    /// #   fn unregister_producer(&mut self) { self.inner.unregister_producer() }
+    /// #   fn set_write_buffer_limits(&mut self, h: usize, l: usize) {
+    /// #       self.inner.set_write_buffer_limits(h, l)
+    /// #   }
+    /// #   fn write_buffer_limits(&self) -> (usize, usize) { self.inner.write_buffer_limits() }
+    /// }
+    ///
+    /// /// Counts the bytes its protocol writes.
+    /// struct Meter<P> { wrapped: P, written: usize }
+    /// impl<P: Protocol> Protocol for Meter<P> {
+    ///     fn data_received(&mut self, cx: &mut Cx<'_>, data: &[u8]) {
+    ///         let (inner, parts) = cx.split();
+    ///         let mut counting = Counting { inner, written: &mut self.written };
+    ///         self.wrapped.data_received(&mut parts.cx(&mut counting), data);
+    ///     }
+    /// }
+    ///
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, cx: &mut Cx<'_>, data: &[u8]) {
+    ///         cx.write(data);
+    ///     }
+    /// }
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let mut t = StringTransport::new();
+    /// let mut p = Meter { wrapped: Echo, written: 0 };
+    /// p.data_received(&mut Cx::new(&mut t, &reactor), b"hello");
+    /// assert_eq!((t.value(), p.written), (&b"hello"[..], 5));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn split(&mut self) -> (&mut dyn Transport, CxParts<'_>) {
+        let parts = CxParts {
+            reactor: self.reactor,
+            id: self.id,
+        };
+        (self.transport, parts)
+    }
+
     /// Shorthand for `cx.transport().write(data)`.
     pub fn write(&mut self, data: &[u8]) {
         self.transport.write(data);
+    }
+}
+
+/// What a [`Cx`] holds besides its transport: the reactor and the connection it belongs to
+/// (see [`Cx::split`]).
+#[derive(Clone, Copy)]
+pub struct CxParts<'a> {
+    reactor: &'a Reactor,
+    id: Option<SlotId>,
+}
+
+impl<'a> CxParts<'a> {
+    /// A context for the same connection over `transport`.
+    pub fn cx<'t>(self, transport: &'t mut dyn Transport) -> Cx<'t>
+    where
+        'a: 't,
+    {
+        Cx {
+            transport,
+            reactor: self.reactor,
+            id: self.id,
+        }
+    }
+
+    /// The reactor.
+    pub fn reactor(&self) -> &'a Reactor {
+        self.reactor
+    }
+}
+
+impl std::fmt::Debug for CxParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CxParts")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
