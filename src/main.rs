@@ -1,20 +1,21 @@
 //! The `torsion` command: ready-made servers built on the library.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use torsion::factory::from_fn;
 use torsion::protocols::portforward::ProxyFactory;
-use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions};
+use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions, UnixListenOptions};
 
 /// Event-driven network servers on the torsion reactor.
 #[derive(Parser, Debug)]
 #[command(
     version,
     about,
-    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v\n  torsion portforward --port 8080 --dest 127.0.0.1:80"
+    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v\n  torsion serve echo --unix /tmp/echo.sock\n  torsion portforward --port 8080 --dest 127.0.0.1:80"
 )]
 struct Cli {
     /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
@@ -26,13 +27,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a server until SIGINT or SIGTERM.
+    /// Run a server until SIGINT or SIGTERM, on a TCP port or a UNIX socket.
+    #[command(group = ArgGroup::new("listen").required(true).args(["port", "unix"]))]
     Serve {
         /// Which service.
         service: Service,
         /// TCP port to listen on (0 picks a free one).
         #[arg(long, short)]
-        port: u16,
+        port: Option<u16>,
+        /// UNIX socket to listen on instead of a TCP port (`@NAME` for a Linux abstract
+        /// name); a stale socket file there is replaced, and the file is removed on exit.
+        #[arg(long, value_name = "PATH", conflicts_with = "interface")]
+        unix: Option<PathBuf>,
         /// Interface to bind (an IPv4 or IPv6 address); every IPv4 interface by default.
         #[arg(long, default_value = "")]
         interface: String,
@@ -81,6 +87,12 @@ impl Protocol for Echo {
     }
 }
 
+/// Where a server listens.
+enum Listen {
+    Tcp(u16, TcpListenOptions),
+    Unix(PathBuf, UnixListenOptions),
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",
@@ -106,24 +118,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (port, factory, opts, what): (u16, Rc<dyn Factory>, TcpListenOptions, String) = match cli
-        .command
-    {
+    let (listen, factory, what): (Listen, Rc<dyn Factory>, String) = match cli.command {
         Command::Serve {
             service,
             port,
+            unix,
             interface,
             backlog,
         } => {
             let factory = match service {
                 Service::Echo => Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))),
             };
-            let opts = TcpListenOptions {
-                backlog,
-                interface,
-                ..Default::default()
+            let listen = match (unix, port) {
+                (Some(path), _) => Listen::Unix(
+                    path,
+                    UnixListenOptions {
+                        backlog,
+                        ..Default::default()
+                    },
+                ),
+                (None, port) => Listen::Tcp(
+                    port.unwrap_or_default(),
+                    TcpListenOptions {
+                        backlog,
+                        interface,
+                        ..Default::default()
+                    },
+                ),
             };
-            (port, factory, opts, format!("{service:?} server"))
+            (listen, factory, format!("{service:?} server"))
         }
         Command::Portforward {
             port,
@@ -135,10 +158,15 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let what = format!("forwarder to {host}:{dport}");
-            (port, Rc::new(ProxyFactory::new(&host, dport)), opts, what)
+            let factory = Rc::new(ProxyFactory::new(&host, dport));
+            (Listen::Tcp(port, opts), factory, what)
         }
     };
-    match reactor.listen_tcp_with(port, factory, opts) {
+    let listening = match listen {
+        Listen::Tcp(port, opts) => reactor.listen_tcp_with(port, factory, opts),
+        Listen::Unix(path, opts) => reactor.listen_unix_with(path, factory, opts),
+    };
+    match listening {
         Ok(p) => tracing::info!("{what} listening on {}", p.host()),
         Err(e) => {
             eprintln!("torsion: {e}");

@@ -1,7 +1,7 @@
 //! UNIX stream sockets over real sockets in a private temporary directory: echo over a path
 //! and an abstract name, addresses, the socket file's life (stale, live, not a socket, mode,
 //! removal), connect failures, client callback order, a full backlog, peer credentials,
-//! and passing file descriptors.
+//! passing file descriptors, and `torsion serve echo --unix`.
 
 mod common;
 
@@ -852,4 +852,61 @@ fn a_descriptor_behind_pending_bytes_would_block_until_they_drain() {
     assert_eq!(data.len(), 8 * 1024 * 1024 + 1, "the bytes, then the NUL");
     assert!(data[..8 * 1024 * 1024] == *pattern(8 * 1024 * 1024));
     assert_eq!(data.last(), Some(&0));
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_binary_serves_echo_on_a_unix_socket_and_exits_zero_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("bin");
+    let path = dir.path("echo.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torsion"))
+        .args(["serve", "echo", "--unix"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the torsion binary");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut s = loop {
+        if let Ok(s) = UnixStream::connect(&path) {
+            break s;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("torsion exited early ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "torsion did not listen in time");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut child = Kill(child);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(round_trip(&mut s, b"over unix\n"), b"over unix\n");
+
+    let pid = libc::pid_t::try_from(child.0.id()).unwrap();
+    // SAFETY: signals the child we started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).expect("the close after SIGTERM"), 0);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "torsion did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(!path.exists(), "the socket file is removed on exit");
 }
