@@ -16,6 +16,7 @@
 //! | `ITransport` | [`Transport`] |
 //! | `IPushProducer` / `IPullProducer`, `registerProducer` | [`Producer`], [`Transport::register_producer`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
+//! | `listenSSL`, `connectSSL`, `startTLS` (feature `tls`) | `Reactor::listen_tls`, `Reactor::connect_tls`, `tls` |
 //!
 //! ```no_run
 //! use std::rc::Rc;
@@ -48,6 +49,8 @@ pub mod reactor;
 mod reason;
 pub mod tcp;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 
 pub use address::Address;
