@@ -250,8 +250,12 @@ impl StreamLayer for TlsLayer {
                     reader.consume(n);
                 }
             }
-            if state.peer_has_closed() {
+            if state.peer_has_closed() && !self.peer_closed {
                 self.peer_closed = true;
+                // Answer in kind, as TLS 1.2 requires and Twisted does: peers that wait for
+                // our close_notify (Python's `unwrap`, OpenSSL's `SSL_shutdown`) then close
+                // the socket, and the connection ends cleanly.
+                self.send_close(wire);
             }
             self.drain_tls(wire);
         }

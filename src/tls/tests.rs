@@ -334,12 +334,13 @@ fn close_notify_then_eof_is_clean() {
     p.pump().unwrap();
     p.client.close(&mut p.to_server);
     assert!(!p.to_server.is_empty(), "close_notify goes on the wire");
-    p.pump().unwrap();
-    assert!(p.server.peer_closed());
-    assert_eq!(p.at_server, b"bye");
-    assert_eq!(p.server.wire_closed(), Ok(()));
     // The closing side does not need the peer's close_notify in answer.
     assert_eq!(p.client.wire_closed(), Ok(()));
+    p.pump().unwrap();
+    assert!(p.server.peer_closed());
+    assert!(p.client.peer_closed(), "close_notify is answered in kind");
+    assert_eq!(p.at_server, b"bye");
+    assert_eq!(p.server.wire_closed(), Ok(()));
     // Writes after close are dropped quietly, as on any closed transport.
     let before = p.to_server.len();
     p.client.write_plain(b"late", &mut p.to_server).unwrap();
@@ -386,6 +387,24 @@ fn close_during_the_handshake_sends_held_plaintext_first() {
     assert_eq!(p.at_server, b"early");
     assert!(p.server.peer_closed());
     assert_eq!(p.server.wire_closed(), Ok(()));
+}
+
+#[test]
+fn a_server_closing_before_the_client_hello_still_sends_its_words() {
+    let mut server = server_cfg().layer().unwrap();
+    let mut early = Vec::new();
+    server.write_plain(b"bye", &mut early).unwrap();
+    server.close(&mut early);
+    assert!(
+        early.is_empty(),
+        "nothing can go out before the ClientHello"
+    );
+    let mut p = Pair::new(&client_cfg("localhost"), &server_cfg());
+    p.server = server;
+    p.pump().unwrap();
+    assert_eq!(p.at_client, b"bye");
+    assert!(p.client.peer_closed());
+    assert_eq!(p.server.buffered_plaintext(), 0);
 }
 
 #[test]
