@@ -105,9 +105,13 @@ impl TlsLayer {
     }
 
     /// Sets how much plaintext rustls buffers before the handshake completes (the rest waits
-    /// in the layer, counted all the same by [`StreamLayer::buffered_plaintext`]).
+    /// in the layer, counted all the same by [`StreamLayer::buffered_plaintext`]). After the
+    /// handshake there is no such buffer: each write is encrypted into the caller's `wire`
+    /// at once, so this has no effect then.
     pub fn set_buffer_limit(&mut self, limit: usize) {
-        self.conn.set_buffer_limit(Some(limit.max(1)));
+        if self.info.is_none() {
+            self.conn.set_buffer_limit(Some(limit));
+        }
     }
 
     /// True until the handshake has completed.
@@ -193,6 +197,9 @@ impl TlsLayer {
 
     fn handshake_done(&mut self) {
         self.held = 0;
+        // From now on every record is drained into `wire` as soon as it is made, so rustls's
+        // limit would only cut writes into records smaller than the 16 KiB maximum.
+        self.conn.set_buffer_limit(None);
         let mut info = LayerInfo::new();
         info.alpn = self.conn.alpn_protocol().map(<[u8]>::to_vec);
         info.version = self.conn.protocol_version().map(|v| {

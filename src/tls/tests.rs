@@ -408,6 +408,33 @@ fn a_server_closing_before_the_client_hello_still_sends_its_words() {
 }
 
 #[test]
+fn configurations_and_layers_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ServerTlsConfig>();
+    send_sync::<ClientTlsConfig>();
+    send::<TlsLayer>();
+}
+
+#[test]
+fn writes_after_the_handshake_make_full_size_records() {
+    let mut p = Pair::new(&client_cfg("localhost"), &server_cfg());
+    p.client.set_buffer_limit(1024);
+    p.pump().unwrap();
+    p.client
+        .write_plain(&[7u8; 16 << 10], &mut p.to_server)
+        .unwrap();
+    // One record: a 5-byte header, the plaintext, the content type and the AEAD tag.
+    assert!(
+        p.to_server.len() < (16 << 10) + 64,
+        "{} bytes",
+        p.to_server.len()
+    );
+    p.pump().unwrap();
+    assert_eq!(p.at_server.len(), 16 << 10);
+}
+
+#[test]
 fn the_server_may_speak_first() {
     let mut p = Pair::new(&client_cfg("localhost"), &server_cfg());
     p.server
