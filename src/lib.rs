@@ -22,6 +22,7 @@
 //! | `ensureDeferred`, `task.react`, `deferLater`, `LoopingCall` | [`Reactor::spawn`], [`react`], [`task`] |
 //! | `deferToThread`, `blockingCallFromThread` | [`defer_to_thread`], [`ReactorHandle::blocking_call_from_thread`] |
 //! | `task.Clock` | [`testing::Clock`] |
+//! | `listenSSL`, `connectSSL`, `startTLS` (feature `tls`) | `Reactor::listen_tls`, `Reactor::connect_tls`, `tls` |
 //!
 //! ```no_run
 //! use std::rc::Rc;
@@ -56,6 +57,8 @@ mod reason;
 pub mod task;
 pub mod tcp;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 pub mod unix;
 
