@@ -264,6 +264,14 @@ impl StreamTransport {
         self.end(Reason::Tls(e));
     }
 
+    /// The layer holds plaintext it cannot send yet (the handshake is not done).
+    fn layer_holding(&self) -> bool {
+        self.cold
+            .as_ref()
+            .and_then(|c| c.layer.as_ref())
+            .is_some_and(|l| l.buffered_plaintext() > 0)
+    }
+
     fn has_layer(&self) -> bool {
         self.cold.as_ref().is_some_and(|c| c.layer.is_some())
     }
@@ -741,7 +749,10 @@ fn read(reactor: &Reactor, conn: &mut Connection, read_closed: bool) {
     let mut buf = std::mem::take(&mut *core.read_buf.borrow_mut());
     let mut reads = 0;
     loop {
-        if conn.t.has(DISCONNECTING | ABORTED | CLOSED | READ_EOF) || conn.t.lost() {
+        // A closing connection stops reading, except while its TLS layer still holds
+        // plaintext: the handshake must finish for that plaintext (and close_notify) to go.
+        let closing = conn.t.has(DISCONNECTING) && !conn.t.layer_holding();
+        if closing || conn.t.has(ABORTED | CLOSED | READ_EOF) || conn.t.lost() {
             break;
         }
         if conn.t.has(PAUSED) {
@@ -855,6 +866,7 @@ fn settle(core: &Core, t: &mut StreamTransport) {
             && !t.pending()
             && !t.half_close_pending()
             && !t.pull_registered()
+            && !t.layer_holding()
     };
     if closable(t) {
         t.close_layer();
@@ -885,7 +897,9 @@ fn settle(core: &Core, t: &mut StreamTransport) {
             }
         }
     }
-    let more_reading = t.has(READ_PENDING) && !t.has(PAUSED | DISCONNECTING);
+    let more_reading = t.has(READ_PENDING)
+        && !t.has(PAUSED)
+        && (!t.has(DISCONNECTING) || t.layer_holding());
     let half_close_due = t.half_close_pending() && !t.pending();
     if (more_reading || half_close_due || t.has(NOTIFY_ANY)) && !t.has(QUEUED) {
         t.flags |= QUEUED;
