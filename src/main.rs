@@ -8,6 +8,7 @@ use std::rc::Rc;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use torsion::factory::from_fn;
 use torsion::protocols::portforward::ProxyFactory;
+use torsion::tls::ServerTlsConfig;
 use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions, UnixListenOptions};
 
 /// Event-driven network servers on the torsion reactor.
@@ -15,7 +16,7 @@ use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions, UnixListenOption
 #[command(
     version,
     about,
-    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v\n  torsion serve echo --unix /tmp/echo.sock\n  torsion portforward --port 8080 --dest 127.0.0.1:80"
+    after_help = "Examples:\n  torsion serve echo --port 8000\n  torsion serve echo --port 7 --interface ::1 -v\n  torsion serve echo --unix /tmp/echo.sock\n  torsion portforward --port 8080 --dest 127.0.0.1:80\n  torsion gen-cert --host localhost --out certs\n  torsion serve echo --port 8443 --tls-cert certs/cert.pem --tls-key certs/key.pem"
 )]
 struct Cli {
     /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
@@ -45,6 +46,26 @@ enum Command {
         /// Listen backlog.
         #[arg(long, default_value_t = 50)]
         backlog: i32,
+        /// Serve over TLS with this PEM certificate chain (with --tls-key).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "tls_key",
+            conflicts_with = "unix"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key for --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Write a self-signed certificate and key (cert.pem, key.pem) for development.
+    GenCert {
+        /// A host name (or IP address) the certificate is for; repeat for several.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Forward every connection on a local port to a destination, both ways, with flat
     /// memory whatever the speeds.
@@ -90,6 +111,7 @@ impl Protocol for Echo {
 /// Where a server listens.
 enum Listen {
     Tcp(u16, TcpListenOptions),
+    Tls(u16, TcpListenOptions, ServerTlsConfig),
     Unix(PathBuf, UnixListenOptions),
 }
 
@@ -108,9 +130,26 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+fn gen_cert(hosts: &[String], out: &std::path::Path) -> ExitCode {
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    match torsion::tls::write_self_signed(out, &hosts) {
+        Ok((cert, key)) => {
+            println!("wrote {} and {}", cert.display(), key.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("torsion: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::GenCert { hosts, out } = &cli.command {
+        return gen_cert(hosts, out);
+    }
     let reactor = match Reactor::new() {
         Ok(r) => r,
         Err(e) => {
@@ -125,6 +164,8 @@ fn main() -> ExitCode {
             unix,
             interface,
             backlog,
+            tls_cert,
+            tls_key,
         } => {
             let factory = match service {
                 Service::Echo => Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))),
@@ -137,14 +178,26 @@ fn main() -> ExitCode {
                         ..Default::default()
                     },
                 ),
-                (None, port) => Listen::Tcp(
-                    port.unwrap_or_default(),
-                    TcpListenOptions {
+                (None, port) => {
+                    let opts = TcpListenOptions {
                         backlog,
                         interface,
                         ..Default::default()
-                    },
-                ),
+                    };
+                    let port = port.unwrap_or_default();
+                    match (tls_cert, tls_key) {
+                        (Some(cert), Some(key)) => {
+                            match ServerTlsConfig::from_pem_files(&cert, &key) {
+                                Ok(cfg) => Listen::Tls(port, opts, cfg),
+                                Err(e) => {
+                                    eprintln!("torsion: {e}");
+                                    return ExitCode::FAILURE;
+                                }
+                            }
+                        }
+                        _ => Listen::Tcp(port, opts),
+                    }
+                }
             };
             (listen, factory, format!("{service:?} server"))
         }
@@ -161,9 +214,11 @@ fn main() -> ExitCode {
             let factory = Rc::new(ProxyFactory::new(&host, dport));
             (Listen::Tcp(port, opts), factory, what)
         }
+        Command::GenCert { .. } => return ExitCode::SUCCESS,
     };
     let listening = match listen {
         Listen::Tcp(port, opts) => reactor.listen_tcp_with(port, factory, opts),
+        Listen::Tls(port, opts, cfg) => reactor.listen_tls_with(port, factory, &cfg, opts),
         Listen::Unix(path, opts) => reactor.listen_unix_with(path, factory, opts),
     };
     match listening {
