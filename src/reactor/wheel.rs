@@ -229,20 +229,23 @@ impl<T> Wheel<T> {
     pub(crate) fn pop_expired(&mut self, now_ns: u64, max_seq: u64) -> Option<(TimerKey, T)> {
         self.advance(now_ns >> TICK_SHIFT);
         let (mut aside, mut found) = (Vec::new(), None);
-        while let Some(Reverse(item)) = self.due.pop() {
+        // Peek before popping: the common "nothing due yet" answer then costs no heap
+        // operation and no allocation.
+        while let Some(&Reverse(item)) = self.due.peek() {
             if !Self::is_current(&self.entries, &item) {
-                continue; // stale: drop it
+                self.due.pop(); // stale: drop it
+                continue;
             }
-            if item.deadline <= now_ns && item.seq < max_seq {
+            if item.deadline > now_ns {
+                break; // not due yet, and then neither is anything behind it
+            }
+            self.due.pop();
+            if item.seq < max_seq {
                 found = Some(item.index);
                 break;
             }
-            // Put back: not due yet (and then neither is anything behind it), or too new for
-            // this pass (it must not hide older entries behind it).
+            // Too new for this pass; it must not hide older entries behind it.
             aside.push(Reverse(item));
-            if item.deadline > now_ns {
-                break;
-            }
         }
         self.due.extend(aside);
         let result = found.map(|index| {
