@@ -28,6 +28,7 @@ mod deferred;
 mod failure;
 mod future;
 mod list;
+mod steps;
 mod sync;
 #[cfg(test)]
 pub(crate) mod test_log;
