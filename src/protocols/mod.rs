@@ -2,4 +2,6 @@
 
 pub mod basic;
 pub mod file_sender;
+pub mod policies;
 pub mod portforward;
+pub mod wire;
