@@ -58,11 +58,12 @@ type Step = Box<dyn FnOnce(u64) -> u64>;
 fn boxed_closures(n: u64) -> u64 {
     let mut sum = 0u64;
     for i in 0..n {
-        let mut steps: Vec<Step> = Vec::new();
-        steps.push(Box::new(|x| x + 1));
-        steps.push(Box::new(|x: u64| x.wrapping_mul(3)));
-        steps.push(Box::new(|x| x ^ 0x55));
-        steps.push(Box::new(|x: u64| x.wrapping_sub(7)));
+        let steps: Vec<Step> = vec![
+            Box::new(|x| x + 1),
+            Box::new(|x: u64| x.wrapping_mul(3)),
+            Box::new(|x| x ^ 0x55),
+            Box::new(|x: u64| x.wrapping_sub(7)),
+        ];
         let mut v = black_box(i);
         for f in black_box(steps) {
             v = f(v);
@@ -105,11 +106,12 @@ fn boxed_closures_capturing(n: u64) -> u64 {
     let mut sum = 0u64;
     for i in 0..n {
         let (a, b, c, e) = black_box((1u64, 3u64, 0x55u64, 7u64));
-        let mut steps: Vec<Step> = Vec::new();
-        steps.push(Box::new(move |x| x + a));
-        steps.push(Box::new(move |x: u64| x.wrapping_mul(b)));
-        steps.push(Box::new(move |x| x ^ c));
-        steps.push(Box::new(move |x: u64| x.wrapping_sub(e)));
+        let steps: Vec<Step> = vec![
+            Box::new(move |x| x + a),
+            Box::new(move |x: u64| x.wrapping_mul(b)),
+            Box::new(move |x| x ^ c),
+            Box::new(move |x: u64| x.wrapping_sub(e)),
+        ];
         let mut v = black_box(i);
         for f in black_box(steps) {
             v = f(v);

@@ -4,10 +4,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use torsion::factory::from_fn;
 use torsion::protocols::portforward::ProxyFactory;
+use torsion::protocols::{chat, wire};
 use torsion::tls::ServerTlsConfig;
 use torsion::{Cx, Factory, Protocol, Reactor, TcpListenOptions, UnixListenOptions};
 
@@ -57,6 +59,19 @@ enum Command {
         /// The PEM private key for --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// qotd: the quote to send (a CRLF is added if missing).
+        #[arg(
+            long,
+            value_name = "TEXT",
+            default_value = "An apple a day keeps the doctor away."
+        )]
+        quote: String,
+        /// chat: close a client that completes no line for this long (0: never).
+        #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds)]
+        idle_timeout: Duration,
+        /// chat: close a client that sends a longer line.
+        #[arg(long, value_name = "BYTES", default_value_t = chat::DEFAULT_MAX_LINE)]
+        max_line: usize,
     },
     /// Write a self-signed certificate and key (cert.pem, key.pem) for development.
     GenCert {
@@ -94,10 +109,29 @@ fn parse_dest(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("expected a number of seconds, got {s:?}"))
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Service {
     /// RFC 862: send back what arrives.
     Echo,
+    /// RFC 863: read and drop everything.
+    Discard,
+    /// RFC 864: send lines of characters as fast as the client reads.
+    Chargen,
+    /// RFC 865: send a quote (--quote), then close.
+    Qotd,
+    /// RFC 867: send the date and time as a line, then close.
+    Daytime,
+    /// RFC 868: send the time as 32 bits of seconds since 1900, then close.
+    Time,
+    /// A chat room (--idle-timeout, --max-line).
+    Chat,
 }
 
 struct Echo;
@@ -166,9 +200,26 @@ fn main() -> ExitCode {
             backlog,
             tls_cert,
             tls_key,
+            quote,
+            idle_timeout,
+            max_line,
         } => {
-            let factory = match service {
+            let factory: Rc<dyn Factory> = match service {
                 Service::Echo => Rc::new(from_fn(|_| Some(Box::new(Echo) as Box<dyn Protocol>))),
+                Service::Discard => wire::Discard::factory(),
+                Service::Chargen => wire::Chargen::factory(),
+                Service::Qotd if quote.ends_with("\r\n") => wire::Qotd::factory(&quote),
+                Service::Qotd => wire::Qotd::factory(&format!("{quote}\r\n")),
+                Service::Daytime => wire::Daytime::factory(),
+                Service::Time => wire::Time::factory(),
+                Service::Chat => {
+                    let idle = (!idle_timeout.is_zero()).then_some(idle_timeout);
+                    Rc::new(
+                        chat::ChatFactory::new(reactor.clone())
+                            .with_idle_timeout(idle)
+                            .with_max_line(max_line),
+                    )
+                }
             };
             let listen = match (unix, port) {
                 (Some(path), _) => Listen::Unix(
