@@ -14,6 +14,7 @@
 //! | `Protocol` | [`Protocol`] (callbacks get a [`Cx`]) |
 //! | `Factory`, `ClientFactory` | [`Factory`], [`ClientFactory`] |
 //! | `IConnector` | [`Connector`] |
+//! | `ClientCreator`, `ReconnectingClientFactory` | [`ClientCreator`], [`ReconnectingClientFactory`] |
 //! | `ITransport` | [`Transport`] |
 //! | `IPushProducer` / `IPullProducer`, `registerProducer` | [`Producer`], [`Transport::register_producer`] |
 //! | `proto_helpers.StringTransport` | [`testing::StringTransport`] |
@@ -44,6 +45,7 @@
 
 mod address;
 mod buffer;
+pub mod client;
 pub mod defer;
 mod error;
 pub mod factory;
@@ -63,6 +65,7 @@ mod transport;
 pub mod unix;
 
 pub use address::Address;
+pub use client::{ClientConnection, ClientCreator, ReconnectingClientFactory};
 pub use defer::{Deferred, Failure, FailureKind};
 pub use error::{
     CannotListen, ConnectError, ConnectorError, ReactorError, ReactorGone, TimerError,

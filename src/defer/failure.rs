@@ -283,7 +283,9 @@ fn classify(e: &(dyn Error + 'static)) -> FailureKind {
         FailureKind::ReactorGone
     } else if let Some(c) = e.downcast_ref::<ConnectError>() {
         match c {
-            ConnectError::Refused(_) => FailureKind::ConnectionRefused,
+            ConnectError::Refused(_) | ConnectError::RefusedUnix(_) => {
+                FailureKind::ConnectionRefused
+            }
             ConnectError::TimedOut | ConnectError::TcpTimedOut(_) => FailureKind::TimedOut,
             ConnectError::Cancelled => FailureKind::Cancelled,
             ConnectError::ReactorShutdown => FailureKind::ReactorGone,
@@ -409,6 +411,15 @@ mod tests {
         assert_eq!(
             Failure::new(ConnectError::Refused(addr)).kind(),
             FailureKind::ConnectionRefused
+        );
+        let path = std::path::PathBuf::from("/run/x.sock");
+        assert_eq!(
+            Failure::new(ConnectError::RefusedUnix(path.clone())).kind(),
+            FailureKind::ConnectionRefused
+        );
+        assert_eq!(
+            Failure::new(ConnectError::NoSuchFile(path)).kind(),
+            FailureKind::ConnectFailed
         );
         assert_eq!(
             Failure::new(Reason::ConnectionDone).kind(),
