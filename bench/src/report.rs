@@ -96,6 +96,8 @@ pub struct EchoStats {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub server_cpu: Option<f64>,
+    /// The server's CPU time per message (churn: per connection), µs.
+    pub server_us: Option<f64>,
     pub gen_cpu: Option<f64>,
     pub other_cpu: Option<f64>,
     pub runs: usize,
@@ -120,6 +122,12 @@ fn echo_stats(runs: &[LoadResult]) -> EchoStats {
         p50: m(|r| r.p50_us),
         p99: m(|r| r.p99_us),
         server_cpu: median(ok.iter().filter_map(|r| r.server_cpu_pct).collect()),
+        server_us: median(
+            ok.iter()
+                .filter(|r| r.msgs_per_sec > 0.0)
+                .filter_map(|r| r.server_cpu_pct.map(|c| c / 100.0 / r.msgs_per_sec * 1e6))
+                .collect(),
+        ),
         gen_cpu: m(|r| r.gen_cpu_pct),
         other_cpu: median(ok.iter().filter_map(|r| r.other_cpu_pct).collect()),
         runs: ok.len(),
@@ -183,7 +191,9 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
                 json!({
                     "msgs_per_sec": st.msgs, "mb_per_sec": st.mb, "p50_us": st.p50,
                     "p99_us": st.p99, "server_cpu_pct": st.server_cpu,
-                    "generator_cpu_pct": st.gen_cpu, "other_cpu_pct": st.other_cpu,
+                    "generator_cpu_pct": st.gen_cpu,
+                    "server_cpu_us_per_msg": st.server_us,
+                    "torsion_ratio_server_cpu_per_msg": ratio(t.server_us, st.server_us), "other_cpu_pct": st.other_cpu,
                     "runs": st.runs,
                     "torsion_ratio_msgs": ratio(t.msgs, st.msgs),
                     "torsion_ratio_mb": ratio(t.mb, st.mb),
@@ -203,14 +213,17 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
         let _ = writeln!(md, "### {title}\n");
         let _ = writeln!(
             md,
-            "| server | msgs/s | p50 µs | p99 µs | torsion ÷ it, msgs/s (higher is better) | torsion ÷ it, p50 (lower is better) | server CPU | generator CPU | other jobs' CPU |"
+            "| server | msgs/s | p50 µs | p99 µs | torsion ÷ it, msgs/s (higher is better) | torsion ÷ it, p50 (lower is better) | server CPU | generator CPU | other jobs' CPU | server CPU µs/msg | torsion ÷ it, CPU/msg (lower is better) |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for &k in servers {
             let st = stats(&id, k);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {}% | {}% | {}% |",
+                "| {} | {} | {} | {} | {} | {} | {}% | {}% | {}% | {} | {} |",
                 k.name(),
                 fmt_num(st.msgs, 0),
                 fmt_num(st.p50, 1),
@@ -220,6 +233,8 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
                 fmt_num(st.server_cpu, 0),
                 fmt_num(st.gen_cpu, 0),
                 fmt_num(st.other_cpu, 0),
+                fmt_num(st.server_us, 2),
+                fmt_ratio(ratio(t.server_us, st.server_us)),
             );
         }
         let _ = writeln!(md);
@@ -276,14 +291,14 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
     );
     let _ = writeln!(
         md,
-        "| server | MB/s echoed | msgs/s | torsion ÷ it (higher is better) | server CPU | generator CPU | other jobs' CPU |"
+        "| server | MB/s echoed | msgs/s | torsion ÷ it (higher is better) | server CPU | generator CPU | other jobs' CPU | server CPU µs/msg | torsion ÷ it, CPU/msg (lower is better) |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &k in servers {
         let st = stats(&sid, k);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {}% | {}% | {}% |",
+            "| {} | {} | {} | {} | {}% | {}% | {}% | {} | {} |",
             k.name(),
             fmt_num(st.mb, 1),
             fmt_num(st.msgs, 0),
@@ -291,6 +306,8 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
             fmt_num(st.server_cpu, 0),
             fmt_num(st.gen_cpu, 0),
             fmt_num(st.other_cpu, 0),
+            fmt_num(st.server_us, 2),
+            fmt_ratio(ratio(t.server_us, st.server_us)),
         );
     }
     let _ = writeln!(md);
@@ -347,20 +364,22 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
     );
     let _ = writeln!(
         md,
-        "| server | connections/s | torsion ÷ it (higher is better) | server CPU | generator CPU | other jobs' CPU |"
+        "| server | connections/s | torsion ÷ it (higher is better) | server CPU | generator CPU | other jobs' CPU | server CPU µs/connection | torsion ÷ it, CPU/connection (lower is better) |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for &k in servers {
         let st = stats(&cid, k);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {}% | {}% | {}% |",
+            "| {} | {} | {} | {}% | {}% | {}% | {} | {} |",
             k.name(),
             fmt_num(st.msgs, 0),
             fmt_ratio(ratio(t.msgs, st.msgs)),
             fmt_num(st.server_cpu, 0),
             fmt_num(st.gen_cpu, 0),
             fmt_num(st.other_cpu, 0),
+            fmt_num(st.server_us, 2),
+            fmt_ratio(ratio(t.server_us, st.server_us)),
         );
     }
     let _ = writeln!(md);
@@ -578,13 +597,33 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
     }
     let _ = writeln!(md);
 
-    // Is the generator the bottleneck?
-    let mut max_gen: f64 = 0.0;
-    for id in s.echo.keys() {
-        for &k in servers {
-            if let Some(g) = stats(id, k).gen_cpu {
-                max_gen = max_gen.max(g);
-            }
+    // Is the generator the bottleneck? Per benchmark: its CPU against its core.
+    let mut headroom: Vec<String> = Vec::new();
+    let mut saturated: Vec<String> = Vec::new();
+    let mut disturbed: Vec<String> = Vec::new();
+    for bench in suite.benches() {
+        if bench == Bench::Idle {
+            continue;
+        }
+        let id = bench.id();
+        let max_gen = servers
+            .iter()
+            .filter_map(|&k| stats(&id, k).gen_cpu)
+            .fold(f64::NAN, f64::max);
+        if max_gen.is_nan() {
+            continue;
+        }
+        let max_other = servers
+            .iter()
+            .filter_map(|&k| stats(&id, k).other_cpu)
+            .fold(0.0, f64::max);
+        let item = format!("{id} ({max_gen:.0}%)");
+        if max_other > NOISY_OTHER_CPU_PCT {
+            disturbed.push(format!("{id} (others up to {max_other:.0}%)"));
+        } else if max_gen < 90.0 {
+            headroom.push(item);
+        } else {
+            saturated.push(item);
         }
     }
     let best = |id: &str| {
@@ -593,18 +632,42 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
             .filter_map(|&k| stats(id, k).msgs.map(|m| (m, k)))
             .max_by(|a, b| a.0.total_cmp(&b.0))
     };
-    let mut gen_note = format!(
-        "Load generator: one mio thread on its own CPU, checking every echoed byte. Its CPU use \
-         (getrusage over the measured window) peaked at {:.0}% of its core across the echo \
-         runs (median per benchmark and server)",
-        max_gen
+    let mut gen_note = String::from(
+        "Load generator: one mio thread on its own CPU, checking every echoed byte; its CPU use \
+         comes from getrusage over the measured window, the server's from /proc/PID/stat over \
+         the same window (highest median across servers in brackets). ",
     );
+    if !headroom.is_empty() {
+        let _ = write!(
+            gen_note,
+            "Below 90% of its core, so the server set the pace: {}. ",
+            headroom.join(", ")
+        );
+    }
+    if !saturated.is_empty() {
+        let _ = write!(
+            gen_note,
+            "At 90% or more: {}. There the generator does at least the server's system calls \
+             per message on the other CPU, so the rate is the joint limit of the pair and says \
+             only that the server kept up; the server CPU per message column is the server's \
+             own cost, valid whichever side is the limit. ",
+            saturated.join(", ")
+        );
+    }
+    if !disturbed.is_empty() {
+        let _ = write!(
+            gen_note,
+            "Other jobs took more than half a CPU during some rows of: {}; neither side had \
+             its core to itself there. ",
+            disturbed.join(", ")
+        );
+    }
     if let (Some((bm, bk)), Some(tm)) = (best(&pp50), stats(&pp50, torsion).msgs) {
         if bk != torsion && bm > tm {
             let _ = write!(
                 gen_note,
-                ", and the same generator drove {} at {} msgs/s with 50 connections, {:.2}× \
-                 torsion's rate, so it is not what limits torsion",
+                "The same generator drove {} at {} msgs/s with 50 connections, {:.2}× \
+                 torsion's rate. ",
                 bk.name(),
                 fmt_num(Some(bm), 0),
                 bm / tm
@@ -612,12 +675,10 @@ pub fn build(suite: &Suite, s: &Samples, command: &str) -> Report {
         }
     }
     gen_note.push_str(
-        ". The server's CPU column shows the server's own core use (/proc/PID/stat) over the \
-         same window; \"other jobs' CPU\" is the rest of the machine's busy time (/proc/stat) \
-         in that window, in % of one core: where it is high, other work shared the two CPUs \
-         and the row is noisy. A row's median leaves out its runs with more than 50% of a CPU \
-         used elsewhere when it has quieter ones (\"runs\" in report.json counts the runs \
-         kept).",
+        "\"Other jobs' CPU\" is the rest of the machine's busy time (/proc/stat) in the window, \
+         in % of one CPU: where it is high, other work shared the two CPUs and the row is \
+         noisy. A row's median leaves out its runs with more than 50% of a CPU used elsewhere \
+         when it has quieter ones (\"runs\" in report.json counts the runs kept).",
     );
     let _ = writeln!(md, "{gen_note}\n");
     if !s.failures.is_empty() {
