@@ -9,7 +9,9 @@
 //! | `task.react` | [`react`] |
 //! | `threads.deferToThread`, `blockingCallFromThread` | [`defer_to_thread`], [`ReactorHandle::blocking_call_from_thread`](crate::ReactorHandle::blocking_call_from_thread) |
 //! | `task.LoopingCall` | [`LoopingCall`] |
+//! | `task.Cooperator`, `cooperate`, `coiterate`, `CooperativeTask` | [`Cooperator`], [`cooperate`], [`coiterate`], [`CooperativeTask`] |
 
+mod cooperate;
 mod looping;
 mod react;
 mod spawn;
@@ -20,6 +22,9 @@ use std::time::Duration;
 
 use crate::{DelayedCall, Reactor, TimerError};
 
+pub use cooperate::{
+    CooperativeTask, Cooperator, DEFAULT_SLICE, Step, TaskError, coiterate, cooperate,
+};
 pub use looping::{LoopingCall, LoopingCallError};
 pub use react::{react, react_with};
 pub use threads::defer_to_thread;
