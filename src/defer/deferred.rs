@@ -589,6 +589,18 @@ impl<T: 'static> Deferred<T> {
         }
     }
 
+    /// Gives a Deferred that has not fired yet a canceller (replacing any it had).
+    pub(crate) fn set_canceller(&self, canceller: impl FnOnce(&Deferred<T>) + 'static) {
+        let old = {
+            let mut st = self.inner.st.borrow_mut();
+            if st.called {
+                return;
+            }
+            st.canceller.replace(Box::new(canceller))
+        };
+        drop(old);
+    }
+
     /// A Deferred that already has `result`.
     pub fn from_result(result: Result<T, Failure>) -> Self {
         Deferred {

@@ -1,7 +1,12 @@
 //! A small single-threaded executor per reactor: [`Reactor::spawn`] runs local (`!Send`)
 //! futures on the reactor thread and gives their outcome as a [`Deferred`].
 //!
-//! Tasks live in a slab owned by the reactor's executor. A waker puts its task's id in a ready
+//! Tasks live in a slab owned by the reactor's executor. A poll lends the future a waker that
+//! lives on the stack and only becomes a real (`Arc`) waker if the future clones it, so a task
+//! that completes without keeping its waker allocates nothing for it; and the Deferred's
+//! canceller is only made for a task still pending after its first poll.
+//!
+//! A waker puts its task's id in a ready
 //! queue and, for the first id of a batch, schedules one drain of the queue: a zero-delay
 //! `call_later` when woken on the reactor thread, `call_from_thread` when woken from another
 //! thread. A task is first polled inside `spawn` itself, so a future that is ready at once
@@ -14,7 +19,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -30,7 +35,6 @@ struct Task {
     generation: u32,
     /// Out of the slab while it is being polled.
     future: Option<LocalTask>,
-    waker: Waker,
     /// What the task waits on; cancelling the task cancels it.
     awaited: Option<crate::defer::Awaited>,
     /// Cancelled while being polled: drop it when the poll returns.
@@ -62,6 +66,39 @@ impl Wake for TaskWaker {
         self.queue.push(self.id);
     }
 }
+
+/// The waker a poll lends its future, on the poll's stack.
+struct PollWaker<'a> {
+    id: u64,
+    queue: &'a Arc<ReadyQueue>,
+}
+
+static LENT_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(lent_clone, lent_wake, lent_wake, lent_drop);
+
+/// # Safety
+/// `p` points to the live `PollWaker` of the poll in progress.
+unsafe fn lent_clone(p: *const ()) -> RawWaker {
+    // SAFETY: as documented; only read.
+    let lent = unsafe { &*(p as *const PollWaker<'_>) };
+    let owned = std::mem::ManuallyDrop::new(Waker::from(Arc::new(TaskWaker {
+        id: lent.id,
+        queue: lent.queue.clone(),
+    })));
+    // The clone owns the `Arc` that `owned` would have dropped.
+    RawWaker::new(owned.data(), owned.vtable())
+}
+
+/// # Safety
+/// As [`lent_clone`].
+unsafe fn lent_wake(p: *const ()) {
+    // SAFETY: as documented; only read.
+    let lent = unsafe { &*(p as *const PollWaker<'_>) };
+    lent.queue.push(lent.id);
+}
+
+/// Nothing to free: the lent waker owns nothing.
+unsafe fn lent_drop(_: *const ()) {}
 
 impl ReadyQueue {
     fn push(&self, id: u64) {
@@ -186,29 +223,7 @@ impl Executor {
     {
         let generation = self.next_generation.get().wrapping_add(1);
         self.next_generation.set(generation);
-        let id = {
-            let mut tasks = self.tasks.borrow_mut();
-            let entry = tasks.vacant_entry();
-            let id = id_of(entry.key(), generation);
-            entry.insert(Task {
-                generation,
-                future: None,
-                waker: Waker::from(Arc::new(TaskWaker {
-                    id,
-                    queue: self.queue.clone(),
-                })),
-                awaited: None,
-                cancelled: false,
-                batch: 0,
-            });
-            id
-        };
-        let weak = Rc::downgrade(self);
-        let out = Deferred::with_canceller(move |_| {
-            if let Some(exec) = weak.upgrade() {
-                exec.cancel(id);
-            }
-        });
+        let out = Deferred::new();
         let target = out.clone();
         let task: LocalTask = Box::pin(async move {
             let mut fut = std::pin::pin!(fut);
@@ -219,32 +234,70 @@ impl Executor {
             .await;
             let _ = target.resolve(r);
         });
-        if let Some(t) = self.tasks.borrow_mut().get_mut(id as u32 as usize) {
-            t.future = Some(task);
+        let id = {
+            let mut tasks = self.tasks.borrow_mut();
+            let entry = tasks.vacant_entry();
+            let id = id_of(entry.key(), generation);
+            entry.insert(Task {
+                generation,
+                future: Some(task),
+                awaited: None,
+                cancelled: false,
+                batch: 0,
+            });
+            id
+        };
+        if self.poll(id, false) {
+            // Ready at once: no canceller needed, nothing left to cancel.
+            return out;
         }
-        self.poll(id, false);
+        let weak = Rc::downgrade(self);
+        out.set_canceller(move |_| {
+            if let Some(exec) = weak.upgrade() {
+                exec.cancel(id);
+            }
+        });
         out
     }
 
-    fn poll(&self, id: u64, batched: bool) {
+    /// Polls task `id` once; true if it finished (or is gone).
+    fn poll(&self, id: u64, batched: bool) -> bool {
         let key = id as u32 as usize;
         let generation = (id >> 32) as u32;
         let batch = self.batch.get();
-        let (mut fut, waker) = {
+        let mut fut = {
             let mut tasks = self.tasks.borrow_mut();
-            let Some(t) = tasks.get_mut(key) else { return };
+            let Some(t) = tasks.get_mut(key) else {
+                return true;
+            };
             if t.generation != generation || (batched && t.batch == batch) {
-                return;
+                return false;
             }
             t.batch = batch;
-            let Some(f) = t.future.take() else { return };
-            (f, t.waker.clone())
+            let Some(f) = t.future.take() else {
+                return false;
+            };
+            f
+        };
+        let lent = PollWaker {
+            id,
+            queue: &self.queue,
+        };
+        // SAFETY: the vtable's functions only read `lent`, which outlives this waker. The
+        // waker is lent to the future through `Context` for this one poll; a future that
+        // keeps it must clone it, and a clone is a new owned `Arc` waker (`lent_clone`).
+        let waker = unsafe {
+            Waker::from_raw(RawWaker::new(
+                &lent as *const PollWaker<'_> as *const (),
+                &LENT_VTABLE,
+            ))
         };
         clear_awaited();
         let ready = fut
             .as_mut()
             .poll(&mut Context::from_waker(&waker))
             .is_ready();
+        drop(waker);
         let awaited = take_awaited();
         let finished = {
             let mut tasks = self.tasks.borrow_mut();
@@ -255,13 +308,14 @@ impl Executor {
                     } else {
                         t.future = Some(fut);
                         t.awaited = awaited;
-                        return;
+                        return false;
                     }
                 }
                 _ => None,
             }
         };
         drop(finished);
+        true
     }
 
     fn cancel(&self, id: u64) {
