@@ -21,7 +21,6 @@
 //! value) runs: a callback may add callbacks to, fire, pause or cancel any Deferred, its own
 //! included.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::mem;
@@ -31,6 +30,10 @@ use std::task::Waker;
 
 use super::failure::{AlreadyCalled, Failure};
 use super::steps::Steps;
+
+mod run;
+
+use run::carry_on;
 
 /// What `cancel` calls on a Deferred that has not fired.
 type Canceller<T> = Box<dyn FnOnce(&Deferred<T>)>;
@@ -81,30 +84,6 @@ enum Slot<T> {
     Consumed,
 }
 
-/// The result as [`Erased::run`] carries it from one step to the next.
-enum Cur<T> {
-    Value(Result<T, Failure>),
-    Consumed,
-}
-
-impl<T> Cur<T> {
-    #[inline]
-    fn into_result(self) -> Result<T, Failure> {
-        match self {
-            Cur::Value(r) => r,
-            Cur::Consumed => Err(Failure::consumed()),
-        }
-    }
-
-    #[inline]
-    fn into_slot(self) -> Slot<T> {
-        match self {
-            Cur::Value(r) => Slot::Ready(r),
-            Cur::Consumed => Slot::Consumed,
-        }
-    }
-}
-
 pub(crate) struct Await<T> {
     pub(crate) wakers: Vec<Waker>,
     pub(crate) output: Option<Result<T, Failure>>,
@@ -144,34 +123,6 @@ pub enum Next {
     Done,
     /// Run the first now; then resume the second, which has steps left.
     Then(Rc<dyn Erased>, Option<Rc<dyn Erased>>),
-}
-
-/// Goes on from what a chain's run stopped at, until every Deferred reached from there has
-/// done what it can.
-#[inline]
-fn carry_on(next: Next) {
-    if let Next::Then(next, resume) = next {
-        carry_on_slow(next, resume);
-    }
-}
-
-fn carry_on_slow(first: Rc<dyn Erased>, resume: Option<Rc<dyn Erased>>) {
-    let mut stack: Vec<Rc<dyn Erased>> = resume.into_iter().collect();
-    let mut cur = first;
-    loop {
-        match cur.run() {
-            Next::Done => match stack.pop() {
-                Some(c) => cur = c,
-                None => return,
-            },
-            Next::Then(next, resume) => {
-                if let Some(r) = resume {
-                    stack.push(r);
-                }
-                cur = next;
-            }
-        }
-    }
 }
 
 pub(crate) enum Fire<T> {
@@ -351,153 +302,6 @@ impl<T: 'static> Chain<T> {
             _ => Some(Err(Failure::consumed())),
         }
     }
-}
-
-impl<T: 'static> Chain<T> {
-    /// Runs steps, starting with the result `cur`, until the chain ends, pauses, waits or hands
-    /// its result on. A callback that panics unwinds out of here with the result gone;
-    /// [`Chain::run_typed`] then goes on with a [`Panicked`](crate::defer::Panicked) failure.
-    #[inline(always)]
-    fn run_steps(self: &Rc<Self>, mut cur: Cur<T>) -> Next {
-        loop {
-            let step = {
-                let mut st = self.st.borrow_mut();
-                let next = if st.paused > 0 {
-                    None
-                } else {
-                    st.steps.pop_front()
-                };
-                match next {
-                    Some(step) => step,
-                    None => {
-                        st.result = cur.into_slot();
-                        st.running = false;
-                        return Next::Done;
-                    }
-                }
-            };
-            let input = cur.into_result();
-            match step {
-                Step::Continue(outer) => {
-                    let resume = self.after_handoff();
-                    {
-                        let mut o = outer.st.borrow_mut();
-                        o.waiting = None;
-                        o.result = Slot::Ready(input);
-                    }
-                    return Next::Then(outer, resume);
-                }
-                Step::Call(f) => {
-                    cur = match f(input) {
-                        Outcome::Value(r) => Cur::Value(r),
-                        Outcome::Taken => Cur::Consumed,
-                        Outcome::Wait(d) => match self.wait_on(d) {
-                            Some(r) => Cur::Value(r),
-                            None => {
-                                // `wait_on` left the cell empty and waiting.
-                                self.st.borrow_mut().running = false;
-                                return Next::Done;
-                            }
-                        },
-                        Outcome::Handoff(next) => {
-                            let resume = self.after_handoff();
-                            return Next::Then(next, resume);
-                        }
-                    };
-                }
-            }
-        }
-    }
-}
-
-impl<T: 'static> Erased for Chain<T> {
-    fn run(self: Rc<Self>) -> Next {
-        self.run_typed()
-    }
-
-    fn cancel(self: Rc<Self>) {
-        Deferred { inner: self }.cancel();
-    }
-}
-
-impl<T: 'static> Chain<T> {
-    /// [`Erased::run`] without the reference count and the virtual call.
-    #[inline]
-    fn run_typed(self: &Rc<Self>) -> Next {
-        // The result stays out of the cell (`Busy`) for the whole run and goes from step to
-        // step in `cur`; the cell is borrowed once per step, to take the next one. One
-        // `catch_unwind` covers the whole run rather than one per callback.
-        let mut cur = {
-            let mut st = self.st.borrow_mut();
-            if st.paused > 0 || st.waiting.is_some() || st.steps.is_empty() {
-                st.running = false;
-                return Next::Done;
-            }
-            let cur = match mem::replace(&mut st.result, Slot::Busy) {
-                Slot::Ready(r) => Cur::Value(r),
-                Slot::Consumed => Cur::Consumed,
-                other => {
-                    st.result = other;
-                    st.running = false;
-                    return Next::Done;
-                }
-            };
-            st.running = true;
-            cur
-        };
-        loop {
-            match catch_unwind(AssertUnwindSafe(move || self.run_steps(cur))) {
-                Ok(next) => return next,
-                Err(p) => cur = Cur::Value(Err(Failure::panicked(&*p))),
-            }
-        }
-    }
-}
-
-impl<T: 'static> Drop for Chain<T> {
-    fn drop(&mut self) {
-        let st = self.st.get_mut();
-        if let Slot::Ready(Err(f)) = &st.result {
-            tracing::error!(
-                kind = ?f.kind(),
-                location = %f.location(),
-                "Unhandled error in Deferred: {f}"
-            );
-        }
-        if st.steps.is_empty() && st.canceller.is_none() {
-            return;
-        }
-        let rest: Box<dyn Any> = Box::new((mem::take(&mut st.steps), st.canceller.take()));
-        drop_later(rest);
-    }
-}
-
-thread_local! {
-    static DROPPING: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
-}
-
-/// Drops chains one after another instead of one inside another, so that dropping a long
-/// chain of unfired Deferreds cannot overflow the stack.
-fn drop_later(b: Box<dyn Any>) {
-    let first = DROPPING.try_with(|d| {
-        let mut d = d.borrow_mut();
-        match d.as_mut() {
-            Some(list) => {
-                list.push(b);
-                None
-            }
-            None => {
-                *d = Some(Vec::new());
-                Some(b)
-            }
-        }
-    });
-    let Ok(Some(b)) = first else { return };
-    drop(b);
-    while let Some(next) = DROPPING.with(|d| d.borrow_mut().as_mut().and_then(Vec::pop)) {
-        drop(next);
-    }
-    DROPPING.with(|d| *d.borrow_mut() = None);
 }
 
 /// A result that is not there yet, with a chain of callbacks and errbacks that process it
