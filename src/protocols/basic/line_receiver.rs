@@ -64,6 +64,17 @@ pub trait LineHandler {
     }
 }
 
+/// Where the data of the event just delivered ended.
+#[derive(Clone, Copy)]
+enum Ended {
+    /// At this position of the chunk being parsed.
+    InChunk(usize),
+    /// In the receiver's buffer.
+    InBuffer,
+    /// Not an event of the input (connection made or lost).
+    Outside,
+}
+
 /// Changes a handler asked for during a callback, applied when it returns (a callback cannot
 /// touch the buffer it is reading from).
 #[derive(Debug, Default)]
@@ -458,6 +469,12 @@ impl<H: LineHandler> LineReceiver<H> {
                 return;
             };
             let data = self.parser.resolve(chunk, &span);
+            // Only where the event ended in the chunk matters afterwards; passing that alone
+            // keeps the span in registers.
+            let ended = match span {
+                Span::Chunk(r) => Ended::InChunk(r.end),
+                Span::Buffer(_) => Ended::InBuffer,
+            };
             let mut lcx = LineCx {
                 cx: &mut *cx,
                 parser: &self.parser,
@@ -471,7 +488,7 @@ impl<H: LineHandler> LineReceiver<H> {
                 Kind::Raw => self.handler.raw_data_received(&mut lcx, data),
                 Kind::Exceeded => self.handler.line_length_exceeded(&mut lcx, data),
             }
-            self.apply(chunk, &mut pos, Some(&span));
+            self.apply(chunk, &mut pos, ended);
         }
     }
 
@@ -486,21 +503,21 @@ impl<H: LineHandler> LineReceiver<H> {
             ctl: &mut self.ctl,
         };
         f(&mut self.handler, &mut lcx);
-        self.apply(&[], &mut 0, None);
+        self.apply(&[], &mut 0, Ended::Outside);
     }
 
-    /// Applies what the handler asked for during the callback that just returned; `span` is
-    /// where that callback's data was.
-    fn apply(&mut self, chunk: &[u8], pos: &mut usize, span: Option<&Span>) {
+    /// Applies what the handler asked for during the callback that just returned; `ended` is
+    /// where that callback's data ended.
+    fn apply(&mut self, chunk: &[u8], pos: &mut usize, ended: Ended) {
         let ctl = &mut self.ctl;
         if std::mem::take(&mut ctl.cleared) {
             self.parser.clear();
             *pos = chunk.len();
         }
         let rewind = std::mem::take(&mut ctl.rewind);
-        match span {
+        match ended {
             _ if rewind == 0 => {}
-            Some(Span::Chunk(r)) => *pos = r.end - rewind,
+            Ended::InChunk(end) => *pos = end - rewind,
             _ => self.parser.unconsume(rewind),
         }
         if !ctl.extra.is_empty() {
