@@ -164,14 +164,11 @@ impl<T: 'static> Chain<T> {
 }
 
 impl<T: 'static> Drop for Chain<T> {
+    #[inline]
     fn drop(&mut self) {
         let st = self.st.get_mut();
-        if let Slot::Ready(Err(f)) = &st.result {
-            tracing::error!(
-                kind = ?f.kind(),
-                location = %f.location(),
-                "Unhandled error in Deferred: {f}"
-            );
+        if matches!(st.result, Slot::Ready(Err(_))) {
+            unhandled(&st.result);
         }
         if st.steps.is_empty() && st.canceller.is_none() {
             return;
@@ -181,12 +178,26 @@ impl<T: 'static> Drop for Chain<T> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn unhandled<T>(result: &Slot<T>) {
+    if let Slot::Ready(Err(f)) = result {
+        tracing::error!(
+            kind = ?f.kind(),
+            location = %f.location(),
+            "Unhandled error in Deferred: {f}"
+        );
+    }
+}
+
 thread_local! {
     static DROPPING: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
 }
 
 /// Drops chains one after another instead of one inside another, so that dropping a long
 /// chain of unfired Deferreds cannot overflow the stack.
+#[cold]
+#[inline(never)]
 fn drop_later(b: Box<dyn Any>) {
     let first = DROPPING.try_with(|d| {
         let mut d = d.borrow_mut();
