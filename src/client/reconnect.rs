@@ -12,6 +12,17 @@ use crate::{
 };
 
 /// Why [`ReconnectingClientFactory::retry`] scheduled nothing.
+///
+/// ```
+/// use torsion::client::RetryError;
+/// use torsion::factory::from_fn;
+/// use torsion::testing::Clock;
+/// use torsion::ReconnectingClientFactory;
+///
+/// let factory = ReconnectingClientFactory::new(from_fn(|_| None), Clock::new());
+/// assert_eq!(factory.retry(), Err(RetryError::NoConnector));
+/// assert_eq!(RetryError::GaveUp(3).to_string(), "abandoning after 3 retries");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RetryError {

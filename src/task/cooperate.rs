@@ -9,13 +9,24 @@ use std::time::{Duration, Instant};
 
 use super::{Clock, ScheduledCall};
 use crate::defer::{Deferred, Failure};
-use crate::{Phase, Reactor};
 
 /// What one step of a cooperative task asks for next.
 ///
 /// A task is any iterator whose items convert into a `Step`: `()` (go on), a
 /// `Deferred<()>` (wait for it), an `Option<Deferred<()>>`, or a `Result` of one of those (an
 /// `Err` ends the task as failed). The iterator ending ends the task as done.
+///
+/// ```
+/// use torsion::defer::{Deferred, Failure};
+/// use torsion::task::Step;
+///
+/// // Three steps of work, then wait for a Deferred, then fail.
+/// let gate = Deferred::<()>::new();
+/// let steps = vec![Step::Continue, Step::Continue, Step::Continue, Step::Wait(gate)];
+/// let job = steps.into_iter().chain(std::iter::once(Step::Fail(Failure::msg("done badly"))));
+/// # let _ = job;
+/// assert!(matches!(Step::from(()), Step::Continue));
+/// ```
 #[derive(Debug)]
 pub enum Step {
     /// Carry on with this task at its next turn.
@@ -56,6 +67,19 @@ impl<T: Into<Step>> From<Result<T, Failure>> for Step {
 /// Why an operation on a [`CooperativeTask`] was refused, and what its
 /// [`when_done`](CooperativeTask::when_done) Deferreds fail with (Twisted's exceptions of the
 /// same names).
+///
+/// ```
+/// use torsion::task::{Cooperator, TaskError};
+/// use torsion::testing::Clock;
+///
+/// let coop = Cooperator::new(Clock::new());
+/// let task = coop.cooperate(std::iter::repeat(()));
+/// let done = task.when_done();
+/// task.stop().unwrap();
+/// assert_eq!(task.stop(), Err(TaskError::TaskStopped));
+/// let failure = done.take_result().unwrap().unwrap_err();
+/// assert_eq!(failure.downcast_ref::<TaskError>(), Some(&TaskError::TaskStopped));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     /// The task's iterator has ended.
@@ -368,8 +392,8 @@ where
 /// A task that yields a Deferred is paused until it fires (a failure ends the task as
 /// failed). [`stop`](Self::stop) ends every task, paused ones included, with
 /// [`TaskError::SchedulerStopped`], and refuses new ones the same way. The reactor's own
-/// cooperator ([`Reactor::cooperator`], used by [`cooperate`] and [`coiterate`]) is stopped
-/// when the reactor shuts down.
+/// cooperator ([`Reactor::cooperator`](crate::Reactor::cooperator), used by [`cooperate`]
+/// and [`coiterate`]) is stopped when the reactor shuts down.
 ///
 /// ```
 /// use std::cell::Cell;
@@ -527,94 +551,9 @@ where
     }
 }
 
-/// Each reactor's own cooperator, kept weakly (it holds its reactor, which must stay free to
-/// go): it lives while tasks or handles use it and is made again on the next use.
-struct ReactorCoop {
-    core: Weak<crate::reactor::Core>,
-    coop: Weak<Coop<Reactor>>,
-}
+mod reactor;
 
-thread_local! {
-    static REACTOR_COOPERATORS: RefCell<Vec<ReactorCoop>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Reactor {
-    /// This reactor's own [`Cooperator`] (Twisted's global one), made on first use, with a
-    /// 10 ms slice and a tick on each loop pass that has work. It is stopped when the
-    /// reactor shuts down.
-    pub fn cooperator(&self) -> Cooperator<Reactor> {
-        let core = self.weak();
-        let (found, known) = REACTOR_COOPERATORS.with(|r| {
-            let mut r = r.borrow_mut();
-            r.retain(|e| e.core.strong_count() > 0);
-            match r.iter().find(|e| e.core.ptr_eq(&core)) {
-                Some(e) => (e.coop.upgrade(), true),
-                None => (None, false),
-            }
-        });
-        if let Some(coop) = found {
-            return Cooperator { coop };
-        }
-        let c = Cooperator::new(self.clone());
-        let coop = Rc::downgrade(&c.coop);
-        REACTOR_COOPERATORS.with(|r| {
-            let mut r = r.borrow_mut();
-            match r.iter_mut().find(|e| e.core.ptr_eq(&core)) {
-                Some(e) => e.coop = coop,
-                None => r.push(ReactorCoop { core, coop }),
-            }
-        });
-        if !known {
-            // One trigger per reactor; it stops whichever cooperator is current then.
-            self.add_system_event_trigger(Phase::After, "shutdown", |r| {
-                let core = r.weak();
-                let coop = REACTOR_COOPERATORS.with(|e| {
-                    let e = e.borrow();
-                    e.iter()
-                        .find(|e| e.core.ptr_eq(&core))
-                        .and_then(|e| e.coop.upgrade())
-                });
-                if let Some(coop) = coop {
-                    coop.stop();
-                }
-            });
-        }
-        c
-    }
-}
-
-/// Runs `iter` as a task of the reactor's own cooperator (Twisted's `task.cooperate`).
-///
-/// ```
-/// use torsion::Reactor;
-/// use torsion::task::cooperate;
-///
-/// let reactor = Reactor::builder().install_signal_handlers(false).build().unwrap();
-/// let stop = reactor.clone();
-/// let task = cooperate(&reactor, (0..100_000u32).map(|_| ()));
-/// task.when_done().add_callback(move |()| stop.stop().unwrap());
-/// reactor.run().unwrap();
-/// assert!(task.completion().is_some());
-/// ```
-pub fn cooperate<I>(reactor: &Reactor, iter: I) -> CooperativeTask
-where
-    I: IntoIterator,
-    I::Item: Into<Step> + 'static,
-    I::IntoIter: 'static,
-{
-    reactor.cooperator().cooperate(iter)
-}
-
-/// Runs `iter` on the reactor's own cooperator and gives a Deferred of its end (Twisted's
-/// `task.coiterate`).
-pub fn coiterate<I>(reactor: &Reactor, iter: I) -> Deferred<()>
-where
-    I: IntoIterator,
-    I::Item: Into<Step> + 'static,
-    I::IntoIter: 'static,
-{
-    reactor.cooperator().coiterate(iter)
-}
+pub use reactor::{coiterate, cooperate};
 
 #[cfg(test)]
 mod tests;

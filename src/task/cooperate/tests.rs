@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::defer::FailureKind;
+use crate::Reactor;
 use crate::testing::Clock as TestClock;
 
 const MS: Duration = Duration::from_millis(1);
