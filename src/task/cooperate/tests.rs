@@ -5,8 +5,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::*;
-use crate::defer::FailureKind;
 use crate::Reactor;
+use crate::defer::FailureKind;
 use crate::testing::Clock as TestClock;
 
 const MS: Duration = Duration::from_millis(1);
