@@ -897,9 +897,8 @@ fn settle(core: &Core, t: &mut StreamTransport) {
             }
         }
     }
-    let more_reading = t.has(READ_PENDING)
-        && !t.has(PAUSED)
-        && (!t.has(DISCONNECTING) || t.layer_holding());
+    let more_reading =
+        t.has(READ_PENDING) && !t.has(PAUSED) && (!t.has(DISCONNECTING) || t.layer_holding());
     let half_close_due = t.half_close_pending() && !t.pending();
     if (more_reading || half_close_due || t.has(NOTIFY_ANY)) && !t.has(QUEUED) {
         t.flags |= QUEUED;
