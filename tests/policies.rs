@@ -392,30 +392,63 @@ impl Factory for Told {
     }
 }
 
+impl Told {
+    /// Records `what`; stops the reactor once one attempt failed and the other was lost.
+    fn note(&self, what: &'static str, c: &Connector) {
+        let mut events = self.events.borrow_mut();
+        events.push(what);
+        if events.contains(&"failed") && events.contains(&"lost") {
+            let _ = c.reactor().map(|r| r.stop());
+        }
+    }
+}
+
 impl ClientFactory for Told {
     fn started_connecting(&self, _: &Connector) {
         self.events.borrow_mut().push("started");
     }
     fn client_connection_failed(&self, c: &Connector, _: ConnectError) {
-        self.events.borrow_mut().push("failed");
-        let _ = c.reactor().map(|r| r.stop());
+        self.note("failed", c);
     }
-    fn client_connection_lost(&self, _: &Connector, _: Reason) {
-        self.events.borrow_mut().push("lost");
+    fn client_connection_lost(&self, c: &Connector, _: Reason) {
+        self.note("lost", c);
     }
 }
 
-#[test]
-fn the_wrapping_factory_passes_on_the_client_callbacks() {
+/// Connects once to `addr` and once to a closed port through `wrap(told)`.
+fn client_callbacks(wrap: impl FnOnce(Rc<dyn ClientFactory>) -> Rc<dyn ClientFactory>) {
     let reactor = reactor();
     let addr = listen(&reactor, echo_factory());
     let told = Rc::new(Told::default());
-    let wrapping = Rc::new(WrappingFactory::new(told.clone() as Rc<dyn ClientFactory>));
+    let wrapping = wrap(told.clone());
     reactor.connect_tcp("127.0.0.1", addr.port(), wrapping.clone());
-    reactor.connect_tcp("127.0.0.1", free_port(), wrapping.clone());
+    reactor.connect_tcp("127.0.0.1", free_port(), wrapping);
     run(&reactor);
     let events = told.events.borrow().clone();
     assert_eq!(events.iter().filter(|e| **e == "started").count(), 2);
-    assert!(events.contains(&"failed"), "{events:?}");
-    assert!(wrapping.is_empty());
+    assert!(
+        events.contains(&"failed") && events.contains(&"lost"),
+        "{events:?}"
+    );
+}
+
+type Kept = Rc<RefCell<Option<Rc<WrappingFactory<dyn ClientFactory>>>>>;
+
+#[test]
+fn the_wrapping_factory_passes_on_the_client_callbacks() {
+    let kept: Kept = Rc::default();
+    let k = kept.clone();
+    client_callbacks(move |told| {
+        let w = Rc::new(WrappingFactory::new(told));
+        *k.borrow_mut() = Some(w.clone());
+        w
+    });
+    assert!(kept.borrow().as_ref().unwrap().is_empty());
+}
+
+#[test]
+fn the_other_wrappers_pass_on_the_client_callbacks_too() {
+    client_callbacks(|told| Rc::new(TimeoutFactory::new(told, Clock::new())));
+    client_callbacks(|told| Rc::new(ThrottlingFactory::new(told, Clock::new())));
+    client_callbacks(|told| Rc::new(LimitConnectionsByPeer::new(told)));
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::wrapper::{ProtocolWrapper, Release};
-use crate::{Address, Factory, Protocol};
+use crate::{Address, ClientFactory, ConnectError, Connector, Factory, Protocol, Reason};
 
 /// Twisted's default: five connections per peer host.
 pub const DEFAULT_PER_PEER: usize = 5;
@@ -112,6 +112,21 @@ impl<F: Factory + ?Sized> Factory for LimitConnectionsByPeer<F> {
 
     fn stop_factory(&self) {
         self.wrapped.stop_factory();
+    }
+}
+
+/// For outgoing connections: the connector callbacks go to the wrapped client factory.
+impl<F: ClientFactory + ?Sized> ClientFactory for LimitConnectionsByPeer<F> {
+    fn started_connecting(&self, connector: &Connector) {
+        self.wrapped.started_connecting(connector);
+    }
+
+    fn client_connection_failed(&self, connector: &Connector, reason: ConnectError) {
+        self.wrapped.client_connection_failed(connector, reason);
+    }
+
+    fn client_connection_lost(&self, connector: &Connector, reason: Reason) {
+        self.wrapped.client_connection_lost(connector, reason);
     }
 }
 

@@ -85,8 +85,9 @@
 //! - `LimitTotalConnectionsFactoryTests`: `testConnectionCounting`,
 //!   `testConnectionLimiting`;
 //! - `WrapperTests`: `test_getHost`, `test_getPeer`, `test_registerProducer`,
-//!   `test_unregisterProducer`, `test_startedConnecting`, `test_clientConnectionLost`,
-//!   `test_clientConnectionFailed`.
+//!   `test_unregisterProducer`; and `test_startedConnecting`, `test_clientConnectionLost`,
+//!   `test_clientConnectionFailed` over loopback in `tests/policies.rs`, for every wrapper
+//!   that can wrap a client factory.
 //!
 //! Not ported: the log prefix tests, `test_protocolFactoryAttribute`,
 //! `test_transportInterfaces` and `test_breakReferenceCycle` (Python object model), and

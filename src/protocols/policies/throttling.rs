@@ -11,7 +11,7 @@ use super::reach::{ReachFn, reach_of};
 use super::throttled::{Conn, Counters};
 use super::wrapper::Release;
 use crate::task::{Clock, ScheduledCall};
-use crate::{Address, Factory, Protocol, Reactor};
+use crate::{Address, ClientFactory, ConnectError, Connector, Factory, Protocol, Reactor, Reason};
 
 /// Wraps a factory to limit how many connections it serves at once and how many bytes per
 /// second all of them together read and write (Twisted's `ThrottlingFactory`).
@@ -180,6 +180,23 @@ impl<C: Clock + Clone + 'static, F: Factory + ?Sized> Factory for ThrottlingFact
 
     fn stop_factory(&self) {
         self.wrapped.stop_factory();
+    }
+}
+
+/// For outgoing connections: the connector callbacks go to the wrapped client factory.
+impl<C: Clock + Clone + 'static, F: ClientFactory + ?Sized> ClientFactory
+    for ThrottlingFactory<C, F>
+{
+    fn started_connecting(&self, connector: &Connector) {
+        self.wrapped.started_connecting(connector);
+    }
+
+    fn client_connection_failed(&self, connector: &Connector, reason: ConnectError) {
+        self.wrapped.client_connection_failed(connector, reason);
+    }
+
+    fn client_connection_lost(&self, connector: &Connector, reason: Reason) {
+        self.wrapped.client_connection_lost(connector, reason);
     }
 }
 

@@ -10,7 +10,10 @@ use super::reach::{Reach, ReachFn, reach_of};
 use super::timeout::IdleTimeout;
 use super::wrapper::{Hooks, Live, with_hooks};
 use crate::task::Clock;
-use crate::{Address, ConnectionHandle, Cx, Factory, Protocol, Reactor, Reason};
+use crate::{
+    Address, ClientFactory, ConnectError, ConnectionHandle, Connector, Cx, Factory, Protocol,
+    Reactor, Reason,
+};
 
 /// Twisted's default period: 30 minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -109,6 +112,21 @@ impl<C: Clock + Clone + 'static, F: Factory + ?Sized> Factory for TimeoutFactory
 
     fn stop_factory(&self) {
         self.wrapped.stop_factory();
+    }
+}
+
+/// For outgoing connections: the connector callbacks go to the wrapped client factory.
+impl<C: Clock + Clone + 'static, F: ClientFactory + ?Sized> ClientFactory for TimeoutFactory<C, F> {
+    fn started_connecting(&self, connector: &Connector) {
+        self.wrapped.started_connecting(connector);
+    }
+
+    fn client_connection_failed(&self, connector: &Connector, reason: ConnectError) {
+        self.wrapped.client_connection_failed(connector, reason);
+    }
+
+    fn client_connection_lost(&self, connector: &Connector, reason: Reason) {
+        self.wrapped.client_connection_lost(connector, reason);
     }
 }
 
