@@ -10,13 +10,16 @@
 //! moves them. The other subcommands are the processes the suite starts: `server` (an echo
 //! server), `load` (the load generator) and `timers` (one timer benchmark).
 
+mod forward;
 mod load;
 mod micro;
+mod netbench;
 mod report;
 mod servers;
 mod suite;
 mod sys;
 mod timers;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +50,8 @@ struct SuiteArgs {
     /// Leave TCP_NODELAY off on the servers' sockets.
     #[arg(long)]
     no_nodelay: bool,
-    /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers,micro).
+    /// Only these benchmark groups (comma-separated: pingpong,stream,churn,idle,timers,micro,
+    /// forward,tls).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Wait up to this many seconds before each run for other jobs to leave the CPUs quiet
@@ -89,6 +93,10 @@ enum Cmd {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// A port forwarder under test (torsion or tokio); prints `LISTENING <port>`.
+    Forwarder(forward::ForwarderArgs),
+    /// A TLS echo server under test; prints `LISTENING <port>`.
+    TlsServer(tls::TlsServerArgs),
 }
 
 fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode {
@@ -128,10 +136,17 @@ fn run_suite(mut cfg: suite::Config, args: &SuiteArgs, smoke: bool) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    let samples = suite.run();
+    let mut samples = suite.run();
+    let extra = netbench::run(
+        &suite.cfg,
+        args.only.as_deref(),
+        smoke,
+        &mut samples.failures,
+    );
     let mut command = String::from("cargo run --release -p torsion-bench -- ");
     command.push_str(if smoke { "smoke" } else { "all" });
-    let rep = report::build(&suite, &samples, &command);
+    let mut rep = report::build(&suite, &samples, &command);
+    netbench::append(&mut rep, extra);
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&args.out)?;
         std::fs::write(args.out.join("report.md"), &rep.markdown)?;
@@ -212,6 +227,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Cmd::Forwarder(args) => forward::serve_main(&args),
+        Cmd::TlsServer(args) => tls::serve_main(&args),
         Cmd::Timers(args) => {
             let r = timers::run(&args);
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
