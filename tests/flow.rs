@@ -340,3 +340,92 @@ fn paused_transport_notices_peer_reset() {
     });
     assert!(matches!(r, Some(Reason::ConnectionLost(_))), "got {r:?}");
 }
+
+/// Each time it is resumed, writes until its own buffer is over the high mark (the kernel
+/// may take megabytes first).
+struct Burst {
+    log: Rc<RefCell<Vec<&'static str>>>,
+    left: usize,
+    written: Rc<Cell<usize>>,
+}
+
+impl Producer for Burst {
+    fn pause_producing(&mut self, _: &mut Cx<'_>) {
+        self.log.borrow_mut().push("pause");
+    }
+    fn resume_producing(&mut self, cx: &mut Cx<'_>) {
+        self.log.borrow_mut().push("resume");
+        if self.left == 0 {
+            cx.transport().unregister_producer();
+            cx.transport().lose_connection();
+            return;
+        }
+        self.left -= 1;
+        let chunk = vec![b'b'; 1 << 20];
+        for _ in 0..256 {
+            cx.transport().write(&chunk);
+            self.written.set(self.written.get() + chunk.len());
+            if cx.transport().buffered_len() > 64 * 1024 {
+                break;
+            }
+        }
+        let log = self.log.clone();
+        cx.reactor()
+            .call_later(Duration::ZERO, move |_| log.borrow_mut().push("next pass"));
+    }
+}
+
+#[test]
+fn a_producer_that_overfills_from_resume_is_paused_in_the_same_cycle() {
+    let reactor = reactor();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let written = Rc::new(Cell::new(0));
+    let (l, w) = (log.clone(), written.clone());
+    let addr = listen(
+        &reactor,
+        factory(move || {
+            let (l, w) = (l.clone(), w.clone());
+            Box::new(Starter(Some(Box::new(move |cx: &mut Cx<'_>| {
+                let t = cx.transport();
+                let burst = Burst {
+                    log: l,
+                    left: 4,
+                    written: w.clone(),
+                };
+                t.register_producer(Box::new(burst), true).unwrap();
+                // Start over the high mark (the kernel may take megabytes first), so the
+                // first resume comes once it drains.
+                let chunk = vec![b'a'; 1 << 20];
+                for _ in 0..256 {
+                    t.write(&chunk);
+                    w.set(w.get() + chunk.len());
+                    if t.buffered_len() > 64 * 1024 {
+                        break;
+                    }
+                }
+            }))))
+        }),
+    );
+    let client = client_then_stop(&reactor, move || {
+        let mut s = small_window_client(addr);
+        read_until_closed(&mut s).0.len()
+    });
+    run(&reactor);
+    assert_eq!(join(client), written.get());
+    let log = log.borrow();
+    let calls: Vec<&str> = log.iter().copied().filter(|e| *e != "next pass").collect();
+    assert_eq!(
+        calls,
+        [
+            "pause", "resume", "pause", "resume", "pause", "resume", "pause", "resume", "pause",
+            "resume"
+        ],
+        "{log:?}"
+    );
+    // Each burst's pause comes before the loop's next pass.
+    for (i, e) in log.iter().enumerate() {
+        if *e == "resume" && i + 1 < log.len() {
+            assert_ne!(log[i + 1], "next pass", "{log:?}");
+        }
+    }
+}
