@@ -10,39 +10,15 @@ use torsion::factory::from_fn;
 use torsion::task::{LoopingCall, defer_later, react_with};
 use torsion::{Address, ClientFactory, Cx, Factory, Protocol, Reactor, ReactorBuilder, sleep};
 
+mod common;
+use common::{run_bounded, stop_when_done};
+
 fn builder() -> ReactorBuilder {
     Reactor::builder().install_signal_handlers(false)
 }
 
 fn reactor() -> Reactor {
     builder().build().unwrap()
-}
-
-/// Runs the reactor, failing the test if it is still running after 5 seconds.
-fn run_bounded(reactor: &Reactor) {
-    let timed_out = Rc::new(Cell::new(false));
-    let t = timed_out.clone();
-    let guard = reactor.call_later(Duration::from_secs(5), move |r| {
-        t.set(true);
-        let _ = r.stop();
-    });
-    reactor.run().unwrap();
-    let _ = guard.cancel();
-    assert!(
-        !timed_out.get(),
-        "the reactor ran into the test's time limit"
-    );
-}
-
-/// Stops the reactor once `d` has fired, even if it fires before the reactor runs.
-fn stop_when_done<T: 'static>(reactor: &Reactor, d: &Deferred<T>) {
-    let r = reactor.clone();
-    d.add_both(move |res| {
-        r.call_when_running(|r| {
-            let _ = r.stop();
-        });
-        res
-    });
 }
 
 #[test]

@@ -6,40 +6,10 @@ use std::thread;
 use std::time::Duration;
 
 use torsion::defer::{Deferred, Failure, FailureKind, gather_results};
-use torsion::{Reactor, defer_to_thread};
+use torsion::defer_to_thread;
 
-fn reactor() -> Reactor {
-    Reactor::builder()
-        .install_signal_handlers(false)
-        .build()
-        .unwrap()
-}
-
-fn run_bounded(reactor: &Reactor) {
-    let timed_out = Rc::new(Cell::new(false));
-    let t = timed_out.clone();
-    let guard = reactor.call_later(Duration::from_secs(5), move |r| {
-        t.set(true);
-        let _ = r.stop();
-    });
-    reactor.run().unwrap();
-    let _ = guard.cancel();
-    assert!(
-        !timed_out.get(),
-        "the reactor ran into the test's time limit"
-    );
-}
-
-/// Stops the reactor once `d` has fired, even if it fires before the reactor runs.
-fn stop_when_done<T: 'static>(reactor: &Reactor, d: &Deferred<T>) {
-    let r = reactor.clone();
-    d.add_both(move |res| {
-        r.call_when_running(|r| {
-            let _ = r.stop();
-        });
-        res
-    });
-}
+mod common;
+use common::{reactor, run_bounded, stop_when_done};
 
 #[test]
 fn results_arrive_on_the_reactor_thread() {

@@ -390,3 +390,19 @@ pub fn pattern(n: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 8) as u8)
         .collect()
 }
+
+/// Stops the reactor once `d` has fired, even if it fires before the reactor runs.
+pub fn stop_when_done<T: 'static>(reactor: &Reactor, d: &torsion::Deferred<T>) {
+    let r = reactor.clone();
+    d.add_both(move |res| {
+        r.call_when_running(|r| {
+            let _ = r.stop();
+        });
+        res
+    });
+}
+
+/// [`run_for`] with the 5-second limit the Deferred tests use.
+pub fn run_bounded(reactor: &Reactor) {
+    run_for(reactor, Duration::from_secs(5));
+}
