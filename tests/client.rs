@@ -5,12 +5,11 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, Socket, Type};
 use torsion::{
     Address, ClientFactory, ConnectError, Connector, ConnectorError, ConnectorState, Factory,
     Protocol, Reason, TcpConnectOptions,
@@ -127,26 +126,6 @@ fn new_clog() -> CLog {
 
 fn count(log: &CLog, f: impl Fn(&C) -> bool) -> usize {
     log.borrow().iter().filter(|e| f(e)).count()
-}
-
-/// A listening socket whose accept queue is full and never drained: a new connection attempt
-/// to it gets no answer to its SYN, so it stays in progress until a timeout ends it. The
-/// returned streams hold the queue full.
-fn unanswering_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
-    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    l.listen(0).unwrap();
-    let addr = l.local_addr().unwrap().as_socket().unwrap();
-    let mut held = Vec::new();
-    for _ in 0..64 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, addr, held),
-            Err(e) => panic!("unexpected error while filling the backlog: {e}"),
-        }
-    }
-    panic!("precondition: could not fill the listen backlog of {addr}");
 }
 
 /// Connecting to a port nobody listens on: `started_connecting`, then

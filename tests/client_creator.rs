@@ -5,12 +5,10 @@
 mod common;
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, Socket, Type};
 use torsion::defer::{Deferred, Failure, FailureKind};
 use torsion::{
     ClientConnection, ClientCreator, ConnectError, Cx, Protocol, Reactor, Reason, TcpConnectOptions,
@@ -69,24 +67,6 @@ fn run_task<T: 'static>(
     task: impl std::future::Future<Output = Result<T, Failure>> + 'static,
 ) -> Result<T, Failure> {
     outcome(r, r.spawn(task))
-}
-
-/// A listening socket whose accept queue is full: a connect to it hangs until a timeout.
-fn unanswering_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
-    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    l.listen(0).unwrap();
-    let addr = l.local_addr().unwrap().as_socket().unwrap();
-    let mut held = Vec::new();
-    for _ in 0..64 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, addr, held),
-            Err(e) => panic!("unexpected error while filling the backlog: {e}"),
-        }
-    }
-    panic!("precondition: could not fill the listen backlog of {addr}");
 }
 
 #[test]

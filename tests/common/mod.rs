@@ -406,3 +406,23 @@ pub fn stop_when_done<T: 'static>(reactor: &Reactor, d: &torsion::Deferred<T>) {
 pub fn run_bounded(reactor: &Reactor) {
     run_for(reactor, Duration::from_secs(5));
 }
+
+/// A listening socket whose accept queue is full and never drained: a new connection attempt
+/// to it gets no answer to its SYN, so it stays in progress until a timeout ends it. The
+/// returned streams hold the queue full.
+pub fn unanswering_listener() -> (socket2::Socket, SocketAddr, Vec<TcpStream>) {
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, addr, held),
+            Err(e) => panic!("unexpected error while filling the backlog: {e}"),
+        }
+    }
+    panic!("precondition: could not fill the listen backlog of {addr}");
+}
