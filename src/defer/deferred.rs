@@ -23,29 +23,21 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
 use super::failure::{AlreadyCalled, Failure};
-use super::steps::Steps;
+use super::pool;
+use super::steps::{Callback, Steps};
 
 mod run;
 
-use run::carry_on;
+use run::{Cur, carry_on};
 
 /// What `cancel` calls on a Deferred that has not fired.
 type Canceller<T> = Box<dyn FnOnce(&Deferred<T>)>;
-
-/// A callback as stored in a chain: the result in, what the chain does next out.
-pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T, Failure>) -> Outcome<T>>;
-
-pub(crate) enum Step<T: 'static> {
-    Call(Callback<T>),
-    /// An outer Deferred waits on this one: give it our result.
-    Continue(Rc<Chain<T>>),
-}
 
 /// What a user callback gives back: a result now, or a Deferred that will have it.
 pub enum Resolution<T: 'static> {
@@ -126,13 +118,28 @@ pub enum Next {
 }
 
 pub(crate) enum Fire<T> {
-    Run,
+    /// The chain has steps to run and is marked running: run them from this result.
+    Run(Result<T, Failure>),
     Hold,
     Swallowed(Result<T, Failure>),
     Already(Result<T, Failure>),
 }
 
+/// The step an inner Deferred runs for an outer one that waits on it: the result moves into the
+/// outer Deferred, which the loop runs next.
+fn continuation<T: 'static>(outer: Rc<Chain<T>>) -> Callback<T> {
+    Callback::new(move |r| {
+        {
+            let mut o = outer.st.borrow_mut();
+            o.waiting = None;
+            o.result = Slot::Ready(r);
+        }
+        Outcome::Handoff(outer)
+    })
+}
+
 impl<T: 'static> Chain<T> {
+    #[inline(always)]
     fn new(result: Slot<T>, called: bool, canceller: Option<Canceller<T>>) -> Self {
         Chain {
             st: RefCell::new(State {
@@ -149,8 +156,10 @@ impl<T: 'static> Chain<T> {
         }
     }
 
-    /// Stores a first result. The caller drives the chain on `Fire::Run` and drops the value of
-    /// the other outcomes once no borrow is held.
+    /// Takes a first result. On `Fire::Run` the chain is marked running and the caller runs
+    /// it from the result handed back (it never goes into the cell); the values of the other
+    /// outcomes are for the caller to drop once no borrow is held.
+    #[inline(always)]
     pub(crate) fn fire(&self, r: Result<T, Failure>) -> Fire<T> {
         let mut st = self.st.borrow_mut();
         if st.called {
@@ -161,12 +170,21 @@ impl<T: 'static> Chain<T> {
             return Fire::Already(r);
         }
         st.called = true;
-        st.result = Slot::Ready(r);
         let canceller = st.canceller.take();
-        let run = st.paused == 0 && !st.steps.is_empty();
+        // Not called, so not running and not waiting on another Deferred.
+        let fire = if st.paused == 0 && !st.steps.is_empty() {
+            st.running = true;
+            st.result = Slot::Busy;
+            Fire::Run(r)
+        } else {
+            st.result = Slot::Ready(r);
+            Fire::Hold
+        };
         drop(st);
-        drop(canceller);
-        if run { Fire::Run } else { Fire::Hold }
+        if canceller.is_some() {
+            drop(canceller);
+        }
+        fire
     }
 
     fn runnable(st: &State<T>) -> bool {
@@ -178,7 +196,7 @@ impl<T: 'static> Chain<T> {
     }
 
     #[inline(always)]
-    pub(crate) fn push(self: &Rc<Self>, step: Step<T>) {
+    pub(crate) fn push(self: &Rc<Self>, step: Callback<T>) {
         let run = {
             let mut st = self.st.borrow_mut();
             st.steps.push_back(step);
@@ -209,7 +227,7 @@ impl<T: 'static> Chain<T> {
                     _ => Err(Failure::consumed()),
                 })
             } else {
-                i.steps.push_back(Step::Continue(self.clone()));
+                i.steps.push_back(continuation(self.clone()));
                 None
             }
         };
@@ -226,7 +244,13 @@ impl<T: 'static> Chain<T> {
     pub(crate) fn settle<S>(self: &Rc<Self>, res: Resolution<T>) -> Outcome<S> {
         match res {
             Resolution::Value(r) => match self.fire(r) {
-                Fire::Run => Outcome::Handoff(self.clone()),
+                Fire::Run(r) => {
+                    // The loop that ran us runs this chain next, so that handing results
+                    // from chain to chain does not nest.
+                    self.st.borrow_mut().result = Slot::Ready(r);
+                    self.st.borrow_mut().running = false;
+                    Outcome::Handoff(self.clone())
+                }
                 Fire::Hold | Fire::Swallowed(_) => Outcome::Taken,
                 Fire::Already(_) => Outcome::Value(Err(Failure::new(AlreadyCalled))),
             },
@@ -330,14 +354,24 @@ impl<T: 'static> Chain<T> {
 /// assert_eq!(d.take_result().unwrap().unwrap(), 0);
 /// ```
 pub struct Deferred<T: 'static> {
-    pub(crate) inner: Rc<Chain<T>>,
+    /// Taken only by `Drop`, which hands the cell to the pool when it is the last handle.
+    pub(crate) inner: ManuallyDrop<Rc<Chain<T>>>,
 }
 
 impl<T: 'static> Clone for Deferred<T> {
+    #[inline]
     fn clone(&self) -> Self {
         Deferred {
             inner: self.inner.clone(),
         }
+    }
+}
+
+impl<T: 'static> Drop for Deferred<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `inner` is not used again.
+        pool::recycle(unsafe { ManuallyDrop::take(&mut self.inner) });
     }
 }
 
@@ -369,11 +403,23 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
 }
 
 impl<T: 'static> Deferred<T> {
-    /// A Deferred with no result yet and no canceller.
-    pub fn new() -> Self {
+    /// A handle to a chain cell.
+    #[inline]
+    pub(crate) fn from_chain(inner: Rc<Chain<T>>) -> Self {
         Deferred {
-            inner: Rc::new(Chain::new(Slot::Empty, false, None)),
+            inner: ManuallyDrop::new(inner),
         }
+    }
+
+    #[inline(always)]
+    fn make(chain: Chain<T>) -> Self {
+        Deferred::from_chain(pool::rc_new(chain))
+    }
+
+    /// A Deferred with no result yet and no canceller.
+    #[inline]
+    pub fn new() -> Self {
+        Deferred::make(Chain::new(Slot::Empty, false, None))
     }
 
     /// A Deferred whose [`cancel`](Deferred::cancel) calls `canceller` (at most once, and only
@@ -388,9 +434,7 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(d.take_result().unwrap().unwrap(), "stopped");
     /// ```
     pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Self {
-        Deferred {
-            inner: Rc::new(Chain::new(Slot::Empty, false, Some(Box::new(canceller)))),
-        }
+        Deferred::make(Chain::new(Slot::Empty, false, Some(Box::new(canceller))))
     }
 
     /// Gives a Deferred that has not fired yet a canceller (replacing any it had).
@@ -407,9 +451,7 @@ impl<T: 'static> Deferred<T> {
 
     /// A Deferred that already has `result`.
     pub fn from_result(result: Result<T, Failure>) -> Self {
-        Deferred {
-            inner: Rc::new(Chain::new(Slot::Ready(result), true, None)),
-        }
+        Deferred::make(Chain::new(Slot::Ready(result), true, None))
     }
 
     /// Fires with a value. The callbacks run now, unless the Deferred is paused.
@@ -429,7 +471,7 @@ impl<T: 'static> Deferred<T> {
     /// cancelled); the one after that is an [`AlreadyCalled`] error.
     pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
         match self.inner.fire(result) {
-            Fire::Run => carry_on(self.inner.run_typed()),
+            Fire::Run(r) => carry_on(self.inner.run_from(Cur::Value(r))),
             Fire::Hold => {}
             Fire::Swallowed(r) => drop(r),
             Fire::Already(r) => {
@@ -476,7 +518,7 @@ impl<T: 'static> Deferred<T> {
     /// Fires with `value` unless already fired, in which case the value comes back.
     pub(crate) fn offer(&self, value: T) -> Result<(), T> {
         match self.inner.fire(Ok(value)) {
-            Fire::Run => carry_on(self.inner.run_typed()),
+            Fire::Run(r) => carry_on(self.inner.run_from(Cur::Value(r))),
             Fire::Hold | Fire::Swallowed(_) => {}
             Fire::Already(Ok(v)) => return Err(v),
             Fire::Already(Err(_)) => {}
@@ -486,7 +528,7 @@ impl<T: 'static> Deferred<T> {
 
     #[inline(always)]
     pub(crate) fn push_call(&self, f: impl FnOnce(Result<T, Failure>) -> Outcome<T> + 'static) {
-        self.inner.push(Step::Call(Box::new(f)));
+        self.inner.push(Callback::new(f));
     }
 
     /// Stops the chain before its next callback; counted, so each `pause` needs an

@@ -11,8 +11,9 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::deferred::{Chain, Deferred, Erased, Outcome, Step};
+use super::deferred::{Chain, Deferred, Erased, Outcome};
 use super::failure::Failure;
+use super::steps::Callback;
 
 thread_local! {
     /// The last pending Deferred a task awaited during its current poll.
@@ -68,10 +69,10 @@ impl<T: 'static> Future for Deferred<T> {
             }
             inner.with_await(|a| a.wakers.push(cx.waker().clone()));
             let weak = Rc::downgrade(inner);
-            inner.push(Step::Call(Box::new(move |r| {
+            inner.push(Callback::new(move |r| {
                 deliver(&weak, r);
                 Outcome::Taken
-            })));
+            }));
         }
         let out = inner.with_await(|a| {
             if let Some(r) = a.output.take() {

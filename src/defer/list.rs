@@ -187,7 +187,7 @@ fn cancel_all<T: 'static>(members: &[Weak<Chain<T>>], except: Option<usize>) {
             continue;
         }
         if let Some(inner) = w.upgrade() {
-            Deferred { inner }.cancel();
+            Deferred::from_chain(inner).cancel();
         }
     }
 }

@@ -230,7 +230,7 @@ impl<T: 'static> Deferred<T> {
         let source = Rc::downgrade(&self.inner);
         let out = Deferred::<U>::with_canceller(move |_| {
             if let Some(inner) = source.upgrade() {
-                Deferred { inner }.cancel();
+                Deferred::from_chain(inner).cancel();
             }
         });
         let target = out.inner.clone();

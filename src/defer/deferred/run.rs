@@ -7,17 +7,20 @@ use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
-use super::{Chain, Deferred, Erased, Next, Outcome, Slot, Step};
+use super::{Chain, Deferred, Erased, Next, Outcome, Slot};
 use crate::defer::Failure;
+use crate::defer::pool;
 
-/// The result as [`Erased::run`] carries it from one step to the next.
-enum Cur<T> {
+/// The result as a run carries it from one step to the next (kept small, so that it stays in
+/// registers).
+pub(super) enum Cur<T> {
     Value(Result<T, Failure>),
     Consumed,
 }
 
 impl<T> Cur<T> {
-    #[inline]
+    /// What the next step gets: the result, or a `Consumed` failure if a step took it.
+    #[inline(always)]
     fn into_result(self) -> Result<T, Failure> {
         match self {
             Cur::Value(r) => r,
@@ -25,7 +28,8 @@ impl<T> Cur<T> {
         }
     }
 
-    #[inline]
+    /// What the cell keeps when the chain stops with this result.
+    #[inline(always)]
     fn into_slot(self) -> Slot<T> {
         match self {
             Cur::Value(r) => Slot::Ready(r),
@@ -65,7 +69,7 @@ fn carry_on_slow(first: Rc<dyn Erased>, resume: Option<Rc<dyn Erased>>) {
 impl<T: 'static> Chain<T> {
     /// Runs steps, starting with the result `cur`, until the chain ends, pauses, waits or hands
     /// its result on. A callback that panics unwinds out of here with the result gone;
-    /// [`Chain::run_typed`] then goes on with a [`Panicked`](crate::defer::Panicked) failure.
+    /// [`Chain::run_from`] then goes on with a [`Panicked`](crate::defer::Panicked) failure.
     #[inline(always)]
     fn run_steps(self: &Rc<Self>, mut cur: Cur<T>) -> Next {
         loop {
@@ -85,35 +89,33 @@ impl<T: 'static> Chain<T> {
                     }
                 }
             };
-            let input = cur.into_result();
-            match step {
-                Step::Continue(outer) => {
-                    let resume = self.after_handoff();
-                    {
-                        let mut o = outer.st.borrow_mut();
-                        o.waiting = None;
-                        o.result = Slot::Ready(input);
+            cur = match step.call(cur.into_result()) {
+                Outcome::Value(r) => Cur::Value(r),
+                Outcome::Taken => Cur::Consumed,
+                Outcome::Wait(d) => match self.wait_on(d) {
+                    Some(r) => Cur::Value(r),
+                    None => {
+                        // `wait_on` left the cell empty and waiting.
+                        self.st.borrow_mut().running = false;
+                        return Next::Done;
                     }
-                    return Next::Then(outer, resume);
+                },
+                Outcome::Handoff(next) => {
+                    let resume = self.after_handoff();
+                    return Next::Then(next, resume);
                 }
-                Step::Call(f) => {
-                    cur = match f(input) {
-                        Outcome::Value(r) => Cur::Value(r),
-                        Outcome::Taken => Cur::Consumed,
-                        Outcome::Wait(d) => match self.wait_on(d) {
-                            Some(r) => Cur::Value(r),
-                            None => {
-                                // `wait_on` left the cell empty and waiting.
-                                self.st.borrow_mut().running = false;
-                                return Next::Done;
-                            }
-                        },
-                        Outcome::Handoff(next) => {
-                            let resume = self.after_handoff();
-                            return Next::Then(next, resume);
-                        }
-                    };
-                }
+            };
+        }
+    }
+
+    /// Runs a chain marked running, from `cur`. One `catch_unwind` covers the whole run
+    /// rather than one per callback.
+    #[inline(always)]
+    pub(super) fn run_from(self: &Rc<Self>, mut cur: Cur<T>) -> Next {
+        loop {
+            match catch_unwind(AssertUnwindSafe(move || self.run_steps(cur))) {
+                Ok(next) => return next,
+                Err(p) => cur = Cur::Value(Err(Failure::panicked(&*p))),
             }
         }
     }
@@ -125,7 +127,7 @@ impl<T: 'static> Erased for Chain<T> {
     }
 
     fn cancel(self: Rc<Self>) {
-        Deferred { inner: self }.cancel();
+        Deferred::from_chain(self).cancel();
     }
 }
 
@@ -134,9 +136,8 @@ impl<T: 'static> Chain<T> {
     #[inline]
     pub(super) fn run_typed(self: &Rc<Self>) -> Next {
         // The result stays out of the cell (`Busy`) for the whole run and goes from step to
-        // step in `cur`; the cell is borrowed once per step, to take the next one. One
-        // `catch_unwind` covers the whole run rather than one per callback.
-        let mut cur = {
+        // step in a local; the cell is borrowed once per step, to take the next one.
+        let cur = {
             let mut st = self.st.borrow_mut();
             if st.paused > 0 || st.waiting.is_some() || st.steps.is_empty() {
                 st.running = false;
@@ -154,12 +155,26 @@ impl<T: 'static> Chain<T> {
             st.running = true;
             cur
         };
-        loop {
-            match catch_unwind(AssertUnwindSafe(move || self.run_steps(cur))) {
-                Ok(next) => return next,
-                Err(p) => cur = Cur::Value(Err(Failure::panicked(&*p))),
-            }
-        }
+        self.run_from(cur)
+    }
+}
+
+impl<T: 'static> pool::Recycle for Chain<T> {
+    /// Most chains end consumed, with no steps and nothing else attached: then there is
+    /// nothing to drop and the checks here are all the cell costs to put back.
+    #[inline(always)]
+    fn needs_drop(&mut self) -> bool {
+        let st = self.st.get_mut();
+        let result_is_inert = match &st.result {
+            Slot::Empty | Slot::Busy | Slot::Consumed => true,
+            Slot::Ready(Ok(_)) => !mem::needs_drop::<T>(),
+            Slot::Ready(Err(_)) => false,
+        };
+        !(result_is_inert
+            && st.steps.is_bare()
+            && st.waiting.is_none()
+            && st.canceller.is_none()
+            && st.awaiting.is_none())
     }
 }
 
