@@ -187,6 +187,22 @@ impl<T: 'static> Chain<T> {
         fire
     }
 
+    /// The common first firing: nothing fired it before, no canceller to drop, not paused,
+    /// callbacks waiting. Then marks the chain fired and running, and the caller runs it
+    /// straight from the result (which so never goes through the cell); otherwise changes
+    /// nothing and the caller goes through [`Chain::fire`].
+    #[inline(always)]
+    fn start_run(&self) -> bool {
+        let mut st = self.st.borrow_mut();
+        if st.called || st.canceller.is_some() || st.paused > 0 || st.steps.is_empty() {
+            return false;
+        }
+        st.called = true;
+        st.running = true;
+        st.result = Slot::Busy;
+        true
+    }
+
     fn runnable(st: &State<T>) -> bool {
         st.called
             && !st.running
@@ -412,14 +428,14 @@ impl<T: 'static> Deferred<T> {
     }
 
     #[inline(always)]
-    fn make(chain: Chain<T>) -> Self {
-        Deferred::from_chain(pool::rc_new(chain))
+    fn make(result: Slot<T>, called: bool, canceller: Option<Canceller<T>>) -> Self {
+        Deferred::from_chain(pool::rc_new(move || Chain::new(result, called, canceller)))
     }
 
     /// A Deferred with no result yet and no canceller.
     #[inline]
     pub fn new() -> Self {
-        Deferred::make(Chain::new(Slot::Empty, false, None))
+        Deferred::make(Slot::Empty, false, None)
     }
 
     /// A Deferred whose [`cancel`](Deferred::cancel) calls `canceller` (at most once, and only
@@ -434,7 +450,7 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(d.take_result().unwrap().unwrap(), "stopped");
     /// ```
     pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Self {
-        Deferred::make(Chain::new(Slot::Empty, false, Some(Box::new(canceller))))
+        Deferred::make(Slot::Empty, false, Some(Box::new(canceller)))
     }
 
     /// Gives a Deferred that has not fired yet a canceller (replacing any it had).
@@ -451,7 +467,7 @@ impl<T: 'static> Deferred<T> {
 
     /// A Deferred that already has `result`.
     pub fn from_result(result: Result<T, Failure>) -> Self {
-        Deferred::make(Chain::new(Slot::Ready(result), true, None))
+        Deferred::make(Slot::Ready(result), true, None)
     }
 
     /// Fires with a value. The callbacks run now, unless the Deferred is paused.
@@ -469,7 +485,16 @@ impl<T: 'static> Deferred<T> {
     /// After a [`cancel`](Deferred::cancel) that had no canceller, the first later firing is
     /// silently swallowed (the code that was going to fire it need not know it was
     /// cancelled); the one after that is an [`AlreadyCalled`] error.
+    #[inline]
     pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
+        if self.inner.start_run() {
+            carry_on(self.inner.run_from(Cur::Value(result)));
+            return Ok(());
+        }
+        self.resolve_slow(result)
+    }
+
+    fn resolve_slow(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
         match self.inner.fire(result) {
             Fire::Run(r) => carry_on(self.inner.run_from(Cur::Value(r))),
             Fire::Hold => {}
@@ -517,6 +542,10 @@ impl<T: 'static> Deferred<T> {
 
     /// Fires with `value` unless already fired, in which case the value comes back.
     pub(crate) fn offer(&self, value: T) -> Result<(), T> {
+        if self.inner.start_run() {
+            carry_on(self.inner.run_from(Cur::Value(Ok(value))));
+            return Ok(());
+        }
         match self.inner.fire(Ok(value)) {
             Fire::Run(r) => carry_on(self.inner.run_from(Cur::Value(r))),
             Fire::Hold | Fire::Swallowed(_) => {}

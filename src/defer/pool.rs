@@ -12,7 +12,7 @@
 //! here when the thread ends, or beyond what one size class keeps, goes back to the allocator
 //! through an `Rc<MaybeUninit<_>>` of the right layout.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::mem::{self, MaybeUninit};
 use std::ptr;
 use std::rc::Rc;
@@ -28,9 +28,16 @@ const KEEP: usize = 64;
 /// Frees one cell of a class's layout (which cell's type does not matter: same layout).
 type Free = unsafe fn(*const ());
 
+/// The free cells of one layout, as a list linked through their first word.
 struct Class {
-    cells: Vec<*const ()>,
-    free: Option<Free>,
+    head: Cell<*mut Link>,
+    len: Cell<usize>,
+    free: Cell<Option<Free>>,
+}
+
+/// What a free cell holds: the next free cell.
+struct Link {
+    next: *mut Link,
 }
 
 struct Pool {
@@ -39,28 +46,38 @@ struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        for class in &mut self.classes {
-            if let Some(free) = class.free {
-                for p in class.cells.drain(..) {
-                    // SAFETY: every cell of the class was put here by `recycle` with this
-                    // class's layout, and is dropped in place already.
-                    unsafe { free(p) };
+        for class in &self.classes {
+            let Some(free) = class.free.get() else {
+                continue;
+            };
+            let mut p = class.head.replace(ptr::null_mut());
+            while !p.is_null() {
+                // SAFETY: every cell in the list was put there by `recycle`, with this class's
+                // layout and its value dropped; the link is read before the cell is freed.
+                unsafe {
+                    let next = (*p).next;
+                    free(p as *const ());
+                    p = next;
                 }
             }
+            class.len.set(0);
         }
     }
 }
 
+// The pool is only touched by code that runs no user code while it does (a few loads and
+// stores), so plain `Cell`s do and no borrow flag is needed.
 thread_local! {
-    static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool {
+    static POOL: Pool = const {
+        Pool {
             classes: [const {
                 Class {
-                    cells: Vec::new(),
-                    free: None,
+                    head: Cell::new(ptr::null_mut()),
+                    len: Cell::new(0),
+                    free: Cell::new(None),
                 }
             }; CLASSES],
-        })
+        }
     };
 }
 
@@ -87,12 +104,24 @@ unsafe fn free<V>(p: *const ()) {
     drop(unsafe { Rc::from_raw(p as *const MaybeUninit<V>) });
 }
 
-/// Puts `value` in a recycled cell if one of its layout is free, else in a new one.
+/// Puts `make()` in a recycled cell if one of its layout is free, else in a new one. The value
+/// is made once the cell is known, so that it can be written in place rather than built aside
+/// and copied in.
 #[inline(always)]
-pub(crate) fn rc_new<V>(value: V) -> Rc<V> {
+pub(crate) fn rc_new<V>(make: impl FnOnce() -> V) -> Rc<V> {
     if let Some(class) = const { class_of::<V>() } {
         let cell = POOL
-            .try_with(|p| p.borrow_mut().classes[class].cells.pop())
+            .try_with(|pool| {
+                let c = &pool.classes[class];
+                let p = c.head.get();
+                if p.is_null() {
+                    return None;
+                }
+                // SAFETY: a cell in the list holds its link (see `recycle`).
+                c.head.set(unsafe { (*p).next });
+                c.len.set(c.len.get() - 1);
+                Some(p)
+            })
             .ok()
             .flatten();
         if let Some(p) = cell {
@@ -102,12 +131,12 @@ pub(crate) fn rc_new<V>(value: V) -> Rc<V> {
             // dropped; writing a new one there and taking the `Rc` back is what
             // `Rc::from_raw` allows for a pointer from an `Rc` of the same layout.
             unsafe {
-                ptr::write(p, value);
+                ptr::write(p, make());
                 return Rc::from_raw(p);
             }
         }
     }
-    Rc::new(value)
+    Rc::new(make())
 }
 
 /// A value that can tell when dropping it would do nothing, so that recycling its cell can
@@ -137,13 +166,17 @@ pub(crate) fn recycle<V: Recycle>(rc: Rc<V>) {
     }
     let kept = POOL
         .try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let c = &mut pool.classes[class];
-            if c.cells.len() >= KEEP {
+            let c = &pool.classes[class];
+            if c.len.get() >= KEEP {
                 return false;
             }
-            c.free = Some(free::<V>);
-            c.cells.push(p as *const ());
+            c.free.set(Some(free::<V>));
+            let link = p as *mut Link;
+            // SAFETY: the cell's value is dropped and a cell is at least a word, aligned for
+            // one: its first word can hold the link.
+            unsafe { link.write(Link { next: c.head.get() }) };
+            c.head.set(link);
+            c.len.set(c.len.get() + 1);
             true
         })
         .unwrap_or(false);
@@ -193,13 +226,13 @@ mod tests {
     #[test]
     fn a_recycled_cell_is_reused_and_its_value_dropped_once() {
         let drops = Cell::new(0);
-        let a = rc_new(Noisy(&drops, [1, 2, 3]));
+        let a = rc_new(|| Noisy(&drops, [1, 2, 3]));
         assert_eq!(a.1, [1, 2, 3]);
         let addr = Rc::as_ptr(&a) as usize;
         recycle(a);
         assert_eq!(drops.get(), 1);
         // Same layout, other type: the same memory comes back.
-        let b = rc_new([7u64; 4]);
+        let b = rc_new(|| [7u64; 4]);
         assert_eq!(Rc::as_ptr(&b) as usize, addr);
         assert_eq!(*b, [7; 4]);
         recycle(b);
@@ -208,7 +241,7 @@ mod tests {
     #[test]
     fn shared_cells_are_not_recycled() {
         let drops = Cell::new(0);
-        let a = rc_new(Noisy(&drops, [0; 3]));
+        let a = rc_new(|| Noisy(&drops, [0; 3]));
         let a2 = a.clone();
         recycle(a);
         assert_eq!(drops.get(), 0);
@@ -221,12 +254,14 @@ mod tests {
 
     #[test]
     fn classes_keep_a_bounded_number_of_cells() {
-        let cells: Vec<Rc<[u64; 6]>> = (0..KEEP as u64 * 2).map(|i| rc_new([i; 6])).collect();
+        let cells: Vec<Rc<[u64; 6]>> = (0..KEEP as u64 * 2)
+            .map(|i| rc_new(move || [i; 6]))
+            .collect();
         for c in cells {
             recycle(c);
         }
         let class = class_of::<[u64; 6]>().unwrap();
-        POOL.with(|p| assert_eq!(p.borrow().classes[class].cells.len(), KEEP));
+        POOL.with(|p| assert_eq!(p.classes[class].len.get(), KEEP));
     }
 
     #[test]
@@ -237,7 +272,7 @@ mod tests {
         assert_eq!(class_of::<[u64; 4096]>(), None);
         assert_eq!(class_of::<u64>(), Some(0));
         assert_eq!(class_of::<[u64; 2]>(), Some(1));
-        let r = rc_new([0u8; 24]);
+        let r = rc_new(|| [0u8; 24]);
         recycle(r);
     }
 }

@@ -23,7 +23,8 @@ type Slot = MaybeUninit<*mut ()>;
 
 /// How to call and drop the closure in a [`Callback`]'s slot.
 struct CallbackVt<T: 'static> {
-    call: unsafe fn(*mut Slot, Result<T, Failure>) -> Outcome<T>,
+    /// Gets the slot by value (it is one register), so calling puts nothing on the stack.
+    call: unsafe fn(Slot, Result<T, Failure>) -> Outcome<T>,
     drop: unsafe fn(*mut Slot),
 }
 
@@ -52,9 +53,9 @@ impl<T: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<T> + 'static> Vts<T, F
 
     /// # Safety
     /// `slot` holds a live `F`, written by [`Callback::new`]; it is moved out here.
-    unsafe fn call_inline(slot: *mut Slot, r: Result<T, Failure>) -> Outcome<T> {
+    unsafe fn call_inline(slot: Slot, r: Result<T, Failure>) -> Outcome<T> {
         // SAFETY: as documented; `Callback::call` never uses the slot again.
-        let f = unsafe { (slot as *mut F).read() };
+        let f = unsafe { (&slot as *const Slot as *const F).read() };
         f(r)
     }
 
@@ -67,9 +68,9 @@ impl<T: 'static, F: FnOnce(Result<T, Failure>) -> Outcome<T> + 'static> Vts<T, F
 
     /// # Safety
     /// `slot` holds a pointer from `Box::<F>::into_raw`; the box is taken back here.
-    unsafe fn call_boxed(slot: *mut Slot, r: Result<T, Failure>) -> Outcome<T> {
+    unsafe fn call_boxed(slot: Slot, r: Result<T, Failure>) -> Outcome<T> {
         // SAFETY: as documented.
-        let f = unsafe { Box::from_raw((*slot).assume_init() as *mut F) };
+        let f = unsafe { Box::from_raw(slot.assume_init() as *mut F) };
         f(r)
     }
 
@@ -111,10 +112,10 @@ impl<T: 'static> Callback<T> {
     /// Calls the closure, consuming it.
     #[inline(always)]
     pub(crate) fn call(self, r: Result<T, Failure>) -> Outcome<T> {
-        let mut me = ManuallyDrop::new(self);
+        let me = ManuallyDrop::new(self);
         // SAFETY: `vt` matches what `new` put in the slot; `me` is never dropped, so the
         // closure is consumed once, here.
-        unsafe { (me.vt.call)(&mut me.slot, r) }
+        unsafe { (me.vt.call)(me.slot, r) }
     }
 }
 

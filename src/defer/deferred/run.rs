@@ -91,20 +91,34 @@ impl<T: 'static> Chain<T> {
             };
             cur = match step.call(cur.into_result()) {
                 Outcome::Value(r) => Cur::Value(r),
-                Outcome::Taken => Cur::Consumed,
-                Outcome::Wait(d) => match self.wait_on(d) {
-                    Some(r) => Cur::Value(r),
-                    None => {
-                        // `wait_on` left the cell empty and waiting.
-                        self.st.borrow_mut().running = false;
-                        return Next::Done;
-                    }
+                other => match self.after_step(other) {
+                    Ok(cur) => cur,
+                    Err(next) => return next,
                 },
-                Outcome::Handoff(next) => {
-                    let resume = self.after_handoff();
-                    return Next::Then(next, resume);
-                }
             };
+        }
+    }
+
+    /// What the run does after a step that did not simply give a value: go on (`Ok`), or stop
+    /// there (`Err`). Out of line, so that the loop stays small for the common step.
+    #[cold]
+    #[inline(never)]
+    fn after_step(self: &Rc<Self>, out: Outcome<T>) -> Result<Cur<T>, Next> {
+        match out {
+            Outcome::Value(r) => Ok(Cur::Value(r)),
+            Outcome::Taken => Ok(Cur::Consumed),
+            Outcome::Wait(d) => match self.wait_on(d) {
+                Some(r) => Ok(Cur::Value(r)),
+                None => {
+                    // `wait_on` left the cell empty and waiting.
+                    self.st.borrow_mut().running = false;
+                    Err(Next::Done)
+                }
+            },
+            Outcome::Handoff(next) => {
+                let resume = self.after_handoff();
+                Err(Next::Then(next, resume))
+            }
         }
     }
 
