@@ -306,3 +306,54 @@ fn pending_tasks_are_dropped_at_shutdown() {
     assert!(dropped.get(), "the task's future was dropped at shutdown");
     assert!(!d.called());
 }
+
+/// Futures of every size run as tasks (small ones in recycled cells, big ones in their own
+/// allocation), finished at once or later, and are dropped once.
+#[test]
+fn tasks_of_any_size_run_and_drop_once() {
+    struct Counted(Rc<Cell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let reactor = reactor();
+    let drops = Rc::new(Cell::new(0));
+    let mut pending = Vec::new();
+    for round in 0..4u64 {
+        let c = Counted(drops.clone());
+        let small = reactor.spawn(async move {
+            let _c = c;
+            Ok(round)
+        });
+        assert_eq!(small.take_result().unwrap().unwrap(), round);
+        let c = Counted(drops.clone());
+        // Captured, so the future holds all 1 KiB of it: too big for a recycled cell.
+        let pad = std::hint::black_box([round; 128]);
+        let big = reactor.spawn(async move {
+            let _c = c;
+            Ok(pad.iter().sum::<u64>())
+        });
+        assert_eq!(big.take_result().unwrap().unwrap(), round * 128);
+        let gate = Deferred::<u64>::new();
+        let g = gate.clone();
+        let c = Counted(drops.clone());
+        let later = reactor.spawn(async move {
+            let _c = c;
+            Ok(g.await? * 2)
+        });
+        assert!(later.take_result().is_none());
+        pending.push((round, gate, later));
+    }
+    assert_eq!(drops.get(), 8);
+    for (round, gate, _) in &pending {
+        gate.callback(*round).unwrap();
+    }
+    let stop = reactor.clone();
+    reactor.call_later(Duration::from_millis(1), move |_| stop.stop().unwrap());
+    run_bounded(&reactor);
+    for (round, _, later) in &pending {
+        assert_eq!(later.take_result().unwrap().unwrap(), round * 2);
+    }
+    assert_eq!(drops.get(), 12);
+}

@@ -125,6 +125,13 @@ pub(crate) enum Fire<T> {
     Already(Result<T, Failure>),
 }
 
+/// What a first firing does, from [`Chain::start`].
+enum Start {
+    Run,
+    Keep,
+    Other,
+}
+
 /// The step an inner Deferred runs for an outer one that waits on it: the result moves into the
 /// outer Deferred, which the loop runs next.
 fn continuation<T: 'static>(outer: Rc<Chain<T>>) -> Callback<T> {
@@ -187,20 +194,24 @@ impl<T: 'static> Chain<T> {
         fire
     }
 
-    /// The common first firing: nothing fired it before, no canceller to drop, not paused,
-    /// callbacks waiting. Then marks the chain fired and running, and the caller runs it
-    /// straight from the result (which so never goes through the cell); otherwise changes
-    /// nothing and the caller goes through [`Chain::fire`].
+    /// The common first firing: nothing fired it before, no canceller to drop, not paused.
+    /// Then marks the chain fired and says what to do with the result: with callbacks waiting,
+    /// the chain is marked running and the caller runs it straight from the result (which so
+    /// never goes through the cell); with none, the caller stores it. Otherwise changes nothing
+    /// and the caller goes through [`Chain::fire`].
     #[inline(always)]
-    fn start_run(&self) -> bool {
+    fn start(&self) -> Start {
         let mut st = self.st.borrow_mut();
-        if st.called || st.canceller.is_some() || st.paused > 0 || st.steps.is_empty() {
-            return false;
+        if st.called || st.canceller.is_some() || st.paused > 0 {
+            return Start::Other;
         }
         st.called = true;
+        if st.steps.is_empty() {
+            return Start::Keep;
+        }
         st.running = true;
         st.result = Slot::Busy;
-        true
+        Start::Run
     }
 
     fn runnable(st: &State<T>) -> bool {
@@ -487,11 +498,12 @@ impl<T: 'static> Deferred<T> {
     /// cancelled); the one after that is an [`AlreadyCalled`] error.
     #[inline]
     pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
-        if self.inner.start_run() {
-            carry_on(self.inner.run_from(Cur::Value(result)));
-            return Ok(());
+        match self.inner.start() {
+            Start::Run => carry_on(self.inner.run_from(Cur::Value(result))),
+            Start::Keep => self.inner.st.borrow_mut().result = Slot::Ready(result),
+            Start::Other => return self.resolve_slow(result),
         }
-        self.resolve_slow(result)
+        Ok(())
     }
 
     fn resolve_slow(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalled> {
@@ -542,10 +554,16 @@ impl<T: 'static> Deferred<T> {
 
     /// Fires with `value` unless already fired, in which case the value comes back.
     pub(crate) fn offer(&self, value: T) -> Result<(), T> {
-        if self.inner.start_run() {
-            carry_on(self.inner.run_from(Cur::Value(Ok(value))));
-            return Ok(());
+        let start = self.inner.start();
+        match start {
+            Start::Run => carry_on(self.inner.run_from(Cur::Value(Ok(value)))),
+            Start::Keep => self.inner.st.borrow_mut().result = Slot::Ready(Ok(value)),
+            Start::Other => return self.offer_slow(value),
         }
+        Ok(())
+    }
+
+    fn offer_slow(&self, value: T) -> Result<(), T> {
         match self.inner.fire(Ok(value)) {
             Fire::Run(r) => carry_on(self.inner.run_from(Cur::Value(r))),
             Fire::Hold | Fire::Swallowed(_) => {}

@@ -28,7 +28,7 @@ mod deferred;
 mod failure;
 mod future;
 mod list;
-mod pool;
+pub(crate) mod pool;
 mod steps;
 mod sync;
 #[cfg(test)]

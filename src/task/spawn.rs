@@ -12,8 +12,9 @@
 //! thread. A task is first polled inside `spawn` itself, so a future that is ready at once
 //! gives an already fired Deferred, as Twisted's `ensureDeferred` does.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -25,11 +26,65 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use crate::defer::{Deferred, Failure, clear_awaited, take_awaited};
+use crate::defer::{Deferred, Failure, clear_awaited, pool, take_awaited};
 use crate::reactor::Core;
 use crate::{Phase, Reactor, ReactorHandle};
 
-type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
+/// A task's future, in a cell recycled through the Deferred cell pool (a task that finishes
+/// at once, the common case for `spawn` of ready work, then costs no trip to the allocator).
+struct LocalTask(ManuallyDrop<Rc<dyn TaskFuture>>);
+
+/// A future kept in an `Rc` that is never cloned: its one owner is the task's slab entry, or
+/// the poll in progress, which has taken it out of the slab. That, and the cell never moving
+/// until it is dropped in place, is what makes polling it through a shared reference sound.
+trait TaskFuture {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Drops the future and gives the cell back to the pool.
+    fn release(self: Rc<Self>);
+}
+
+struct TaskCell<W> {
+    fut: UnsafeCell<W>,
+}
+
+impl<W: Future<Output = ()> + 'static> TaskFuture for TaskCell<W> {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: see `TaskFuture`: only the owner polls, never while another poll of it runs
+        // (the owner holds it out of the slab), and the future stays where it is until it is
+        // dropped in place.
+        unsafe { Pin::new_unchecked(&mut *self.fut.get()) }.poll(cx)
+    }
+
+    fn release(self: Rc<Self>) {
+        pool::recycle(self);
+    }
+}
+
+impl<W> pool::Recycle for TaskCell<W> {
+    fn needs_drop(&mut self) -> bool {
+        std::mem::needs_drop::<W>()
+    }
+}
+
+impl LocalTask {
+    fn new<W: Future<Output = ()> + 'static>(fut: W) -> Self {
+        let cell: Rc<dyn TaskFuture> = pool::rc_new(move || TaskCell {
+            fut: UnsafeCell::new(fut),
+        });
+        LocalTask(ManuallyDrop::new(cell))
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll(cx)
+    }
+}
+
+impl Drop for LocalTask {
+    fn drop(&mut self) {
+        // SAFETY: not used again.
+        unsafe { ManuallyDrop::take(&mut self.0) }.release();
+    }
+}
 
 struct Task {
     generation: u32,
@@ -225,7 +280,7 @@ impl Executor {
         self.next_generation.set(generation);
         let out = Deferred::new();
         let target = out.clone();
-        let task: LocalTask = Box::pin(async move {
+        let task = LocalTask::new(async move {
             let mut fut = std::pin::pin!(fut);
             let r = std::future::poll_fn(|cx| {
                 catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
@@ -293,10 +348,7 @@ impl Executor {
             ))
         };
         clear_awaited();
-        let ready = fut
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready();
+        let ready = fut.poll(&mut Context::from_waker(&waker)).is_ready();
         drop(waker);
         let awaited = take_awaited();
         let finished = {

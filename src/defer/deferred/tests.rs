@@ -449,3 +449,51 @@ fn debug_shows_the_state() {
     d.callback(1).unwrap();
     assert!(format!("{d:?}").contains("succeeded"));
 }
+
+/// Cells are recycled when their last handle goes: whatever a cell still holds (a value, a
+/// callback that never ran, a canceller) is dropped then, once, and a recycled cell serves the
+/// next Deferred of any type with its layout.
+#[test]
+fn recycled_cells_drop_what_they_hold_once() {
+    let token = Rc::new(());
+    for round in 0..3 {
+        let value = Deferred::<Rc<()>>::new();
+        value.callback(token.clone()).unwrap();
+        let waiting = Deferred::<u64>::new();
+        let t = token.clone();
+        waiting.add_callback(move |n| {
+            let _keep = &t;
+            n
+        });
+        let t = token.clone();
+        let cancellable = Deferred::<u64>::with_canceller(move |_| drop(t));
+        assert_eq!(Rc::strong_count(&token), 4, "round {round}");
+        drop((value, waiting, cancellable));
+        assert_eq!(Rc::strong_count(&token), 1, "round {round}");
+        // Reuse the cells: fresh Deferreds start empty whatever the cell held before.
+        let fresh = Deferred::<u64>::new();
+        assert!(!fresh.called());
+        assert!(format!("{fresh:?}").contains("pending"));
+        fresh.add_callback(|n| n + 1);
+        fresh.callback(round).unwrap();
+        assert_eq!(taken(&fresh).unwrap(), round + 1);
+    }
+}
+
+/// A handle kept elsewhere keeps the cell: dropping one of two handles recycles nothing.
+#[test]
+fn a_cell_with_other_handles_is_not_recycled() {
+    let d = Deferred::<String>::new();
+    let other = d.clone();
+    drop(d);
+    other.callback("still here".into()).unwrap();
+    assert_eq!(taken(&other).unwrap(), "still here");
+    let d = Deferred::<u8>::new();
+    let inner = d.clone();
+    let outer = Deferred::<u8>::new();
+    outer.add_callback(move |_| inner.clone());
+    outer.callback(0).unwrap();
+    drop(d);
+    // The outer chain waits on `inner`; its cell must still be live.
+    assert!(outer.take_result().is_none());
+}
