@@ -12,9 +12,12 @@
 //!
 //! # What a chain costs
 //!
-//! One allocation: the shared cell, which keeps the first few callbacks inline (see
-//! `steps.rs`). Firing runs the chain with the result held in a local between callbacks, one
-//! `RefCell` borrow per callback to take it, and one `catch_unwind` for the whole run.
+//! Usually no allocation at all. The shared cell keeps the first few callbacks inline (see
+//! `steps.rs`), and a callback whose closure fits in a pointer inside its own step (see
+//! `callback.rs`); when the last handle goes, the cell's memory is kept for the next Deferred
+//! of its size (see `pool.rs`). Firing a Deferred whose callbacks are waiting runs them
+//! straight from the fired value, held in a local between callbacks, with one `RefCell`
+//! borrow per callback to take it and one `catch_unwind` for the whole run.
 //! `benches/defer.rs` measures it against the same closures boxed and called directly.
 //!
 //! No `RefCell` borrow is held while user code (a callback, a canceller, a `Drop` of a user
@@ -28,9 +31,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
+use super::callback::Callback;
 use super::failure::{AlreadyCalled, Failure};
 use super::pool;
-use super::steps::{Callback, Steps};
+use super::steps::Steps;
 
 mod run;
 

@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
+use super::callback::Callback;
 use super::deferred::{Chain, Deferred, Erased, Outcome};
 use super::failure::Failure;
-use super::steps::Callback;
 
 thread_local! {
     /// The last pending Deferred a task awaited during its current poll.

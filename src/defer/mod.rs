@@ -24,6 +24,7 @@
 //! - A panic in a callback becomes a [`FailureKind::Panicked`] failure, as an exception does in
 //!   Twisted.
 
+mod callback;
 mod deferred;
 mod failure;
 mod future;
