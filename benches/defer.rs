@@ -7,10 +7,15 @@
 //! 2. The same with four closures that each capture a value (each needs its own box).
 //! 3. `Reactor::spawn` of a future that awaits an already fired Deferred: spawns per second.
 //!
+//! When `python3` can import Twisted, `benches/defer.py` times Twisted's `Deferred` and
+//! `ensureDeferred` on the same loads in the same run (CPU time of its thread), and the
+//! speed-up over it is printed too.
+//!
 //! Each figure is the median of several runs of the same closed loop on this thread. Pass a
 //! number to change the runs (default 9); `TORSION_BENCH_SCALE=0.1` shortens every loop.
 
 use std::hint::black_box;
+use std::process::Command;
 use std::time::Instant;
 
 use torsion::Reactor;
@@ -135,6 +140,33 @@ fn spawn_fired(reactor: &Reactor, n: u64) -> u64 {
     sum
 }
 
+/// Twisted's rates from `benches/defer.py`: (chains/s, spawns/s, sum of 1000 chains), or why
+/// there are none.
+fn twisted(runs: usize, n: u64) -> Result<(f64, f64, u64), String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/defer.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(runs.min(5).to_string())
+        // Twisted runs some 70 times slower: a smaller loop takes about as long.
+        .arg((n / 20).max(1000).to_string())
+        .output()
+        .map_err(|e| format!("python3 could not be run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{} {}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let field = |name: &str| -> Result<f64, String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .ok_or_else(|| format!("no {name} line in {text:?}"))
+    };
+    Ok((field("chain ")?, field("spawn ")?, field("check ")? as u64))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(9).max(1);
@@ -170,8 +202,21 @@ fn main() {
     assert_eq!(spawn_fired(&reactor, 1000), expect);
     let spawn = median_rate(runs, n, |n| spawn_fired(&reactor, n));
 
+    let twisted = twisted(runs, n);
+
     let m = |r: f64| r / 1e6;
     println!("defer benchmark: median of {runs} runs, one thread");
+    match &twisted {
+        Ok((_, _, check)) => {
+            assert_eq!(
+                *check,
+                deferred_chain(1000),
+                "Twisted computed the same chains"
+            );
+            println!("Twisted: benches/defer.py, same loads, same run");
+        }
+        Err(why) => println!("Twisted: not measured ({why})"),
+    }
     println!(
         "Deferred, 4 callbacks, fire:           {:8.2} M chains/s",
         m(chain)
@@ -199,4 +244,16 @@ fn main() {
         "spawn + await of a fired Deferred:     {:8.2} M spawns/s",
         m(spawn)
     );
+    if let Ok((chains, spawns, _)) = twisted {
+        println!(
+            "  Twisted Deferred, 4 callbacks, fire: {:8.2} M chains/s   torsion is {:.0}x faster",
+            m(chains),
+            chain / chains
+        );
+        println!(
+            "  Twisted ensureDeferred + await:      {:8.2} M spawns/s   torsion is {:.0}x faster",
+            m(spawns),
+            spawn / spawns
+        );
+    }
 }
