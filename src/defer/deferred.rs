@@ -278,8 +278,10 @@ impl<T: 'static> Chain<T> {
                 Fire::Run(r) => {
                     // The loop that ran us runs this chain next, so that handing results
                     // from chain to chain does not nest.
-                    self.st.borrow_mut().result = Slot::Ready(r);
-                    self.st.borrow_mut().running = false;
+                    let mut st = self.st.borrow_mut();
+                    st.result = Slot::Ready(r);
+                    st.running = false;
+                    drop(st);
                     Outcome::Handoff(self.clone())
                 }
                 Fire::Hold | Fire::Swallowed(_) => Outcome::Taken,
