@@ -388,15 +388,15 @@ impl<T: 'static> Chain<T> {
 /// ```
 pub struct Deferred<T: 'static> {
     /// Taken only by `Drop`, which hands the cell to the pool when it is the last handle.
-    pub(crate) inner: ManuallyDrop<Rc<Chain<T>>>,
+    /// Private, and reached from other modules through [`Deferred::chain`]: cloning the
+    /// `ManuallyDrop` itself would make an `Rc` that is never dropped.
+    inner: ManuallyDrop<Rc<Chain<T>>>,
 }
 
 impl<T: 'static> Clone for Deferred<T> {
     #[inline]
     fn clone(&self) -> Self {
-        Deferred {
-            inner: self.inner.clone(),
-        }
+        Deferred::from_chain(Rc::clone(&self.inner))
     }
 }
 
@@ -442,6 +442,12 @@ impl<T: 'static> Deferred<T> {
         Deferred {
             inner: ManuallyDrop::new(inner),
         }
+    }
+
+    /// The chain cell; `Rc::clone(d.chain())` for another owning reference.
+    #[inline(always)]
+    pub(crate) fn chain(&self) -> &Rc<Chain<T>> {
+        &self.inner
     }
 
     #[inline(always)]

@@ -62,7 +62,7 @@ impl<T: 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &self.inner;
+        let inner = self.chain();
         if !inner.await_registered() {
             if let Some(r) = inner.take_ready() {
                 return Poll::Ready(r);

@@ -84,7 +84,7 @@ impl<T: 'static> DeferredList<T> {
         let weak: Vec<Weak<Chain<T>>> = self
             .members
             .iter()
-            .map(|d| Rc::downgrade(&d.inner))
+            .map(|d| Rc::downgrade(d.chain()))
             .collect();
         let out = Deferred::with_canceller(move |_| cancel_all(&weak, None));
         let n = self.members.len();
@@ -236,7 +236,7 @@ pub fn gather_results<T: 'static>(
 pub fn race<T: 'static>(members: impl IntoIterator<Item = Deferred<T>>) -> Deferred<(usize, T)> {
     let members: Vec<Deferred<T>> = members.into_iter().collect();
     let weak: Rc<Vec<Weak<Chain<T>>>> =
-        Rc::new(members.iter().map(|d| Rc::downgrade(&d.inner)).collect());
+        Rc::new(members.iter().map(|d| Rc::downgrade(d.chain())).collect());
     let all = weak.clone();
     let out = Deferred::with_canceller(move |_| cancel_all(&all, None));
     if members.is_empty() {

@@ -106,7 +106,8 @@ unsafe fn free<V>(p: *const ()) {
 
 /// Puts `make()` in a recycled cell if one of its layout is free, else in a new one. The value
 /// is made once the cell is known, so that it can be written in place rather than built aside
-/// and copied in.
+/// and copied in. `make` only moves values into place; if it panicked the popped cell would
+/// be lost to the pool (leaked, not freed twice).
 #[inline(always)]
 pub(crate) fn rc_new<V>(make: impl FnOnce() -> V) -> Rc<V> {
     if let Some(class) = const { class_of::<V>() } {

@@ -100,12 +100,22 @@ impl<T: 'static> Steps<T> {
 
 impl<T: 'static> Steps<T> {
     /// Drops the live inline steps, oldest first. Out of line: most chains are dropped with
-    /// none left, and then dropping the queue is one test.
+    /// none left, and then dropping the queue is one test. If one step's drop panics, a guard
+    /// drops the rest while unwinding, as a `VecDeque` does.
     #[cold]
     #[inline(never)]
     fn drop_ring(&mut self) {
-        while self.len > 0 {
-            drop(self.pop_front());
+        struct Rest<'a, T: 'static>(&'a mut Steps<T>);
+        impl<T: 'static> Drop for Rest<'_, T> {
+            fn drop(&mut self) {
+                while self.0.len > 0 {
+                    drop(self.0.pop_front());
+                }
+            }
+        }
+        let rest = Rest(self);
+        while rest.0.len > 0 {
+            drop(rest.0.pop_front());
         }
     }
 }

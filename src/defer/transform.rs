@@ -201,7 +201,7 @@ impl<T: 'static> Deferred<T> {
     /// assert_eq!(other.take_result().unwrap().unwrap(), 3);
     /// ```
     pub fn chain_deferred(&self, other: &Deferred<T>) -> &Self {
-        let target = other.inner.clone();
+        let target = Rc::clone(other.chain());
         self.push_call(move |r| target.settle(Resolution::Value(r)));
         self
     }
@@ -227,13 +227,13 @@ impl<T: 'static> Deferred<T> {
         &self,
         f: impl FnOnce(Result<T, Failure>) -> Resolution<U> + 'static,
     ) -> Deferred<U> {
-        let source = Rc::downgrade(&self.inner);
+        let source = Rc::downgrade(self.chain());
         let out = Deferred::<U>::with_canceller(move |_| {
             if let Some(inner) = source.upgrade() {
                 Deferred::from_chain(inner).cancel();
             }
         });
-        let target = out.inner.clone();
+        let target = Rc::clone(out.chain());
         self.push_call(move |r| target.settle(guarded(move || f(r))));
         out
     }

@@ -12,7 +12,7 @@
 //! thread. A task is first polled inside `spawn` itself, so a future that is ready at once
 //! gives an already fired Deferred, as Twisted's `ensureDeferred` does.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -35,24 +35,23 @@ use crate::{Phase, Reactor, ReactorHandle};
 struct LocalTask(ManuallyDrop<Rc<dyn TaskFuture>>);
 
 /// A future kept in an `Rc` that is never cloned: its one owner is the task's slab entry, or
-/// the poll in progress, which has taken it out of the slab. That, and the cell never moving
-/// until it is dropped in place, is what makes polling it through a shared reference sound.
+/// the poll in progress, which has taken it out of the slab. `Rc::get_mut` checks that at each
+/// poll; the future never moves until it is dropped in place, which is what pinning asks.
 trait TaskFuture {
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()>;
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()>;
     /// Drops the future and gives the cell back to the pool.
     fn release(self: Rc<Self>);
 }
 
 struct TaskCell<W> {
-    fut: UnsafeCell<W>,
+    fut: W,
 }
 
 impl<W: Future<Output = ()> + 'static> TaskFuture for TaskCell<W> {
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: see `TaskFuture`: only the owner polls, never while another poll of it runs
-        // (the owner holds it out of the slab), and the future stays where it is until it is
-        // dropped in place.
-        unsafe { Pin::new_unchecked(&mut *self.fut.get()) }.poll(cx)
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: the future lives in its `Rc` allocation from `LocalTask::new` until it is
+        // dropped in place there (`release`); it is never moved out.
+        unsafe { Pin::new_unchecked(&mut self.fut) }.poll(cx)
     }
 
     fn release(self: Rc<Self>) {
@@ -68,14 +67,14 @@ impl<W> pool::Recycle for TaskCell<W> {
 
 impl LocalTask {
     fn new<W: Future<Output = ()> + 'static>(fut: W) -> Self {
-        let cell: Rc<dyn TaskFuture> = pool::rc_new(move || TaskCell {
-            fut: UnsafeCell::new(fut),
-        });
+        let cell: Rc<dyn TaskFuture> = pool::rc_new(move || TaskCell { fut });
         LocalTask(ManuallyDrop::new(cell))
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.poll(cx)
+        Rc::get_mut(&mut self.0)
+            .expect("a task's future is never shared")
+            .poll(cx)
     }
 }
 

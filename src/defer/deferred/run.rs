@@ -242,9 +242,17 @@ fn drop_later(b: Box<dyn Any>) {
         }
     });
     let Ok(Some(b)) = first else { return };
-    drop(b);
+    // A `Drop` that panics must not leave the list in place (every later chain would be
+    // queued on it and never dropped) nor stop the others from being dropped: each drop is
+    // caught, the list is emptied and reset, and the first panic then goes on unwinding.
+    let mut panic = catch_unwind(AssertUnwindSafe(|| drop(b))).err();
     while let Some(next) = DROPPING.with(|d| d.borrow_mut().as_mut().and_then(Vec::pop)) {
-        drop(next);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(next))) {
+            panic.get_or_insert(p);
+        }
     }
     DROPPING.with(|d| *d.borrow_mut() = None);
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
+    }
 }

@@ -497,3 +497,90 @@ fn a_cell_with_other_handles_is_not_recycled() {
     // The outer chain waits on `inner`; its cell must still be live.
     assert!(outer.take_result().is_none());
 }
+
+/// What the typed transforms and `chain_deferred` hand on is dropped once its last Deferred
+/// goes: no hidden reference keeps a target chain (and its result) alive.
+#[test]
+fn transforms_and_chained_targets_drop_their_results() {
+    struct Noisy(Rc<std::cell::Cell<u32>>);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(std::cell::Cell::new(0));
+    {
+        let d = drops.clone();
+        let _mapped = succeed(1u8).map(move |_| Noisy(d));
+    }
+    assert_eq!(drops.get(), 1, "map");
+    {
+        let d = drops.clone();
+        let _chained = succeed(1u8).and_then(move |_| succeed(Noisy(d)));
+    }
+    assert_eq!(drops.get(), 2, "and_then");
+    {
+        let other = Deferred::new();
+        succeed(Noisy(drops.clone())).chain_deferred(&other);
+        drop(other);
+    }
+    assert_eq!(drops.get(), 3, "chain_deferred");
+    {
+        // Never fired: the target (holding `token`) goes with the source's callbacks.
+        let source = Deferred::<u8>::new();
+        let d = drops.clone();
+        let mapped = source.clone().map(move |_| Noisy(d));
+        let token = Noisy(drops.clone());
+        mapped.add_callback(move |n| {
+            let _keep = &token;
+            n
+        });
+        drop((source, mapped));
+    }
+    assert_eq!(drops.get(), 4, "unfired map");
+}
+
+/// A callback whose captured value panics when dropped: the panic reaches the code that dropped
+/// the Deferred, the other callbacks are still dropped, and later Deferreds drop theirs.
+#[test]
+fn a_panicking_drop_in_a_dropped_chain_does_not_stop_later_drops() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("boom");
+        }
+    }
+    let token = Rc::new(());
+    let d = Deferred::<u8>::new();
+    let bomb = Bomb;
+    d.add_callback(move |n| {
+        let _keep = &bomb;
+        n
+    });
+    let t = token.clone();
+    d.add_callback(move |n| {
+        let _keep = &t;
+        n
+    });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(d)));
+    assert!(caught.is_err(), "the panic reaches the dropper");
+    assert_eq!(
+        Rc::strong_count(&token),
+        1,
+        "the other callback was dropped"
+    );
+    for _ in 0..10 {
+        let d = Deferred::<u8>::new();
+        let t = token.clone();
+        d.add_callback(move |n| {
+            let _keep = &t;
+            n
+        });
+        drop(d);
+    }
+    assert_eq!(
+        Rc::strong_count(&token),
+        1,
+        "later chains drop their callbacks"
+    );
+}
