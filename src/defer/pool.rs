@@ -140,6 +140,28 @@ pub(crate) fn rc_new<V>(make: impl FnOnce() -> V) -> Rc<V> {
     Rc::new(make())
 }
 
+/// Drops the value at `p` in place. If that panics, the rest of the value is still dropped by
+/// the unwinding and the guard gives the memory back to the allocator, so nothing leaks.
+///
+/// # Safety
+/// As [`free`]'s, except that the value is still live.
+#[cold]
+#[inline(never)]
+unsafe fn drop_in_cell<V>(p: *mut V) {
+    struct FreeOnUnwind<V>(*mut V, std::marker::PhantomData<V>);
+    impl<V> Drop for FreeOnUnwind<V> {
+        fn drop(&mut self) {
+            // SAFETY: only reached while unwinding out of the drop below, after the value's
+            // fields have all been dropped.
+            unsafe { free::<V>(self.0 as *const ()) };
+        }
+    }
+    let guard = FreeOnUnwind(p, std::marker::PhantomData);
+    // SAFETY: as documented.
+    unsafe { ptr::drop_in_place(p) };
+    mem::forget(guard);
+}
+
 /// A value that can tell when dropping it would do nothing, so that recycling its cell can
 /// skip the drop.
 pub(crate) trait Recycle {
@@ -158,11 +180,10 @@ pub(crate) fn recycle<V: Recycle>(rc: Rc<V>) {
     }
     let p = Rc::into_raw(rc) as *mut V;
     // SAFETY: the only handle was `rc`, now turned into `p`: nothing else reads the value.
-    // If the drop panics the cell leaks; the strong count of one keeps it from being freed.
     // A value whose drop would do nothing is simply forgotten.
     unsafe {
         if (*p).needs_drop() {
-            ptr::drop_in_place(p);
+            drop_in_cell(p);
         }
     }
     let kept = POOL
