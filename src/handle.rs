@@ -25,11 +25,16 @@ impl ConnectionHandle {
         ConnectionHandle { core, id }
     }
 
-    /// A handle that refers to no connection (what [`Cx::new`](crate::Cx::new) gives).
-    pub(crate) fn detached() -> Self {
+    /// A handle that refers to no connection (what [`Cx::new`](crate::Cx::new) gives), told
+    /// apart from others by `tag` (the address of the transport driven by hand).
+    pub(crate) fn detached(tag: usize) -> Self {
+        let tag = tag as u64;
         ConnectionHandle {
             core: Weak::new(),
-            id: SlotId::default(),
+            id: SlotId {
+                key: tag as u32,
+                generation: (tag >> 32) as u32,
+            },
         }
     }
 
@@ -169,5 +174,33 @@ impl std::fmt::Debug for ConnectionHandle {
             "ConnectionHandle({}#{})",
             self.id.key, self.id.generation
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use crate::testing::StringTransport;
+    use crate::{Cx, Reactor};
+
+    /// Handles from contexts built by hand tell their transports apart.
+    #[test]
+    fn detached_handles_are_equal_per_transport() {
+        let reactor = Reactor::builder()
+            .install_signal_handlers(false)
+            .build()
+            .unwrap();
+        let (mut a, mut b) = (StringTransport::new(), StringTransport::new());
+        let a1 = Cx::new(&mut a, &reactor).handle();
+        let a2 = Cx::new(&mut a, &reactor).handle();
+        let b1 = Cx::new(&mut b, &reactor).handle();
+        assert_eq!(a1, a2);
+        assert_ne!(a1, b1);
+        let set: HashSet<_> = [a1.clone(), a2, b1.clone()].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        // Operations on a detached handle do nothing.
+        a1.write(b"lost");
+        assert!(a.value().is_empty());
     }
 }

@@ -15,14 +15,27 @@ use crate::{Reactor, Reason, Transport};
 pub struct Cx<'a> {
     transport: &'a mut dyn Transport,
     reactor: &'a Reactor,
-    /// The connection's slot; the handle is built only when asked for.
-    id: Option<SlotId>,
+    /// Whose context this is; the handle is built only when asked for.
+    id: Owner,
+}
+
+/// What a [`Cx`]'s handle refers to.
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    /// A connection of the reactor, by slot.
+    Connection(SlotId),
+    /// A transport driven by hand ([`Cx::new`]), by its address: handles taken for the same
+    /// transport are equal, for different ones not.
+    Detached(usize),
 }
 
 impl<'a> Cx<'a> {
     /// Builds a context around any transport, for driving a protocol by hand in tests
     /// (see [`testing::StringTransport`](crate::testing::StringTransport)).
-    /// [`Cx::handle`] then returns a detached handle whose operations do nothing.
+    /// [`Cx::handle`] then returns a detached handle whose operations do nothing. Handles taken
+    /// for the same transport compare equal and for different transports not, so protocol
+    /// code that tells connections apart by handle (a chat room's members) can be driven with
+    /// several `StringTransport`s.
     ///
     /// ```
     /// use torsion::{Cx, Protocol, Reactor};
@@ -41,10 +54,11 @@ impl<'a> Cx<'a> {
     /// assert_eq!(t.value(), b"hello\r\n");
     /// ```
     pub fn new(transport: &'a mut dyn Transport, reactor: &'a Reactor) -> Self {
+        let id = Owner::Detached(transport as *const dyn Transport as *const () as usize);
         Cx {
             transport,
             reactor,
-            id: None,
+            id,
         }
     }
 
@@ -56,7 +70,7 @@ impl<'a> Cx<'a> {
         Cx {
             transport,
             reactor,
-            id: Some(id),
+            id: Owner::Connection(id),
         }
     }
 
@@ -73,8 +87,8 @@ impl<'a> Cx<'a> {
     /// A handle to this connection that can be stored and used from any later callback.
     pub fn handle(&self) -> ConnectionHandle {
         match self.id {
-            Some(id) => ConnectionHandle::new(self.reactor.weak(), id),
-            None => ConnectionHandle::detached(),
+            Owner::Connection(id) => ConnectionHandle::new(self.reactor.weak(), id),
+            Owner::Detached(addr) => ConnectionHandle::detached(addr),
         }
     }
 
@@ -158,7 +172,7 @@ impl<'a> Cx<'a> {
 #[derive(Clone, Copy)]
 pub struct CxParts<'a> {
     reactor: &'a Reactor,
-    id: Option<SlotId>,
+    id: Owner,
 }
 
 impl<'a> CxParts<'a> {
