@@ -33,9 +33,9 @@ impl<'a> Cx<'a> {
     /// Builds a context around any transport, for driving a protocol by hand in tests
     /// (see [`testing::StringTransport`](crate::testing::StringTransport)).
     /// [`Cx::handle`] then returns a detached handle whose operations do nothing. Handles taken
-    /// for the same transport compare equal and for different transports not, so protocol
-    /// code that tells connections apart by handle (a chat room's members) can be driven with
-    /// several `StringTransport`s.
+    /// for the same transport (at the same address: keep it in one place) compare equal and
+    /// for different live transports not, so protocol code that tells connections apart by
+    /// handle (a chat room's members) can be driven with several `StringTransport`s.
     ///
     /// ```
     /// use torsion::{Cx, Protocol, Reactor};
