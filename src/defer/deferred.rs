@@ -665,4 +665,6 @@ impl<T: 'static> Deferred<T> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
