@@ -997,16 +997,13 @@ pub(crate) fn finish(reactor: &Reactor, id: SlotId) {
         t.unregister_producer();
     }
     let _ = core.registry.deregister(&mut t.stream);
-    let sock = socket2::SockRef::from(&t.stream);
-    match reason {
-        Reason::ConnectionAborted | Reason::Panicked(_) => {
-            // SO_LINGER 0: close(2) sends RST and drops what is unsent.
-            let _ = sock.set_linger(Some(std::time::Duration::ZERO));
-        }
-        Reason::ConnectionDone => {
-            let _ = sock.shutdown(Shutdown::Both);
-        }
-        _ => {}
+    // An orderly close is close(2) alone: the socket is close-on-exec, so this process holds
+    // its only descriptor and closing it sends the FIN. (Twisted calls shutdown(2) first "just
+    // to be safe", its own comment says, at one more system call per connection.)
+    if matches!(reason, Reason::ConnectionAborted | Reason::Panicked(_)) {
+        // SO_LINGER 0: close(2) sends RST and drops what is unsent.
+        let sock = socket2::SockRef::from(&t.stream);
+        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
     }
     if !reason.is_clean() {
         tracing::debug!(peer = %t.peer(), "connection lost: {reason}");
