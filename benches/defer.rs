@@ -14,8 +14,9 @@
 //! Each figure is the median of several runs of the same closed loop on this thread. Pass a
 //! number to change the runs (default 9); `TORSION_BENCH_SCALE=0.1` shortens every loop.
 
+mod common;
+
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Instant;
 
 use torsion::Reactor;
@@ -143,22 +144,14 @@ fn spawn_fired(reactor: &Reactor, n: u64) -> u64 {
 /// Twisted's rates from `benches/defer.py`: (chains/s, spawns/s, sum of 1000 chains), or why
 /// there are none.
 fn twisted(runs: usize, n: u64) -> Result<(f64, f64, u64), String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/defer.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(runs.min(5).to_string())
-        // Twisted runs some 70 times slower: a smaller loop takes about as long.
-        .arg((n / 20).max(1000).to_string())
-        .output()
-        .map_err(|e| format!("python3 could not be run: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "{} {}",
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    let text = common::python(
+        "defer.py",
+        &[
+            runs.min(5).to_string(),
+            // Twisted runs some 70 times slower: a smaller loop takes about as long.
+            (n / 20).max(1000).to_string(),
+        ],
+    )?;
     let field = |name: &str| -> Result<f64, String> {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())

@@ -17,8 +17,9 @@
 //! Targets: at least 50 M lines/s at 64 KiB chunks, and no slower at 64 KiB than at 16 B;
 //! at least 30 M messages/s for Int32StringReceiver.
 
+mod common;
+
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Duration;
 
 use torsion::protocols::basic::{
@@ -112,21 +113,10 @@ fn median_rate<P: Protocol>(
 
 /// Twisted's rates from `benches/receivers.py`, by (kind, chunk), or why there are none.
 fn twisted(runs: usize, run: Duration) -> Result<Vec<(String, usize, f64)>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/receivers.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(runs.min(5).to_string())
-        .arg(run.as_secs_f64().to_string())
-        .output()
-        .map_err(|e| format!("python3 could not be run: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "{} {}",
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    let text = common::python(
+        "receivers.py",
+        &[runs.min(5).to_string(), run.as_secs_f64().to_string()],
+    )?;
     Ok(text
         .lines()
         .filter_map(|l| {
