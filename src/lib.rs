@@ -54,6 +54,7 @@ pub mod layer;
 pub mod producer;
 mod protocol;
 pub mod protocols;
+mod rc_pool;
 pub mod reactor;
 mod reason;
 pub mod task;

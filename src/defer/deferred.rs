@@ -33,8 +33,8 @@ use std::task::Waker;
 
 use super::callback::Callback;
 use super::failure::{AlreadyCalled, Failure};
-use super::pool;
 use super::steps::Steps;
+use crate::rc_pool as pool;
 
 mod run;
 

@@ -29,7 +29,6 @@ mod deferred;
 mod failure;
 mod future;
 mod list;
-pub(crate) mod pool;
 mod steps;
 mod sync;
 #[cfg(test)]

@@ -135,7 +135,7 @@ pub(crate) struct Core {
     state: Cell<RunState>,
     pub(crate) slots: RefCell<Slab<Slot>>,
     next_gen: Cell<u32>,
-    pub(crate) timers: RefCell<Wheel<Rc<dyn timer::TimerCall>>>,
+    pub(crate) timers: RefCell<Wheel<timer::NodeRef>>,
     epoch: Instant,
     pub(crate) read_buf: RefCell<Vec<u8>>,
     /// Slots with work left over: read budget exhausted, resumed reading, pending half-close,

@@ -1,11 +1,13 @@
 //! Delayed calls (Twisted's `IDelayedCall`), stored in the reactor's timing wheel.
 
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::Core;
 use super::wheel::TimerKey;
+use crate::rc_pool as pool;
 use crate::{Reactor, TimerError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +23,15 @@ pub(crate) struct Header {
     key: Cell<Option<TimerKey>>,
 }
 
-/// A scheduled closure. Header and closure live in one allocation (`Rc<Node<F>>` seen as
-/// `Rc<dyn TimerCall>`), so scheduling a timer allocates once.
+/// A scheduled closure. Header and closure live in one cell (`Rc<Node<F>>` seen as
+/// `Rc<dyn TimerCall>`), taken from the pool of recycled cells, so scheduling a timer usually
+/// allocates nothing.
 pub(crate) trait TimerCall {
     fn header(&self) -> &Header;
     fn call(&self, reactor: &Reactor);
     fn discard(&self);
+    /// Drops this reference, giving the cell back to the pool if it was the last.
+    fn release(self: Rc<Self>);
 }
 
 struct Node<F> {
@@ -34,7 +39,7 @@ struct Node<F> {
     f: Cell<Option<F>>,
 }
 
-impl<F: FnOnce(&Reactor)> TimerCall for Node<F> {
+impl<F: FnOnce(&Reactor) + 'static> TimerCall for Node<F> {
     fn header(&self) -> &Header {
         &self.header
     }
@@ -46,31 +51,66 @@ impl<F: FnOnce(&Reactor)> TimerCall for Node<F> {
     fn discard(&self) {
         drop(self.f.take());
     }
+    fn release(self: Rc<Self>) {
+        pool::recycle(self);
+    }
 }
 
-pub(crate) fn node<F: FnOnce(&Reactor) + 'static>(f: F) -> Rc<dyn TimerCall> {
-    Rc::new(Node {
+impl<F> pool::Recycle for Node<F> {
+    fn needs_drop(&mut self) -> bool {
+        // The header is plain data; a closure that ran or was discarded is gone.
+        std::mem::needs_drop::<F>() && self.f.get_mut().is_some()
+    }
+}
+
+/// A shared reference to a timer's cell: the wheel holds one and each [`DelayedCall`] one;
+/// whichever goes last gives the cell back to the pool.
+pub(crate) struct NodeRef(ManuallyDrop<Rc<dyn TimerCall>>);
+
+impl Clone for NodeRef {
+    fn clone(&self) -> Self {
+        NodeRef(ManuallyDrop::new(Rc::clone(&self.0)))
+    }
+}
+
+impl Drop for NodeRef {
+    fn drop(&mut self) {
+        // SAFETY: not used again.
+        unsafe { ManuallyDrop::take(&mut self.0) }.release();
+    }
+}
+
+impl std::ops::Deref for NodeRef {
+    type Target = dyn TimerCall;
+    fn deref(&self) -> &Self::Target {
+        &**self.0
+    }
+}
+
+pub(crate) fn node<F: FnOnce(&Reactor) + 'static>(f: F) -> NodeRef {
+    let cell: Rc<dyn TimerCall> = pool::rc_new(move || Node {
         header: Header {
             state: Cell::new(State::Pending),
             key: Cell::new(None),
         },
         f: Cell::new(Some(f)),
-    })
+    });
+    NodeRef(ManuallyDrop::new(cell))
 }
 
-pub(crate) fn set_key(node: &Rc<dyn TimerCall>, key: TimerKey) {
+pub(crate) fn set_key(node: &NodeRef, key: TimerKey) {
     node.header().key.set(Some(key));
 }
 
 /// Marks the node called (before running it, so that `cancel` from inside the call gives
 /// `AlreadyCalled`, as in Twisted) and runs it.
-pub(crate) fn fire(node: &Rc<dyn TimerCall>, reactor: &Reactor) {
+pub(crate) fn fire(node: &NodeRef, reactor: &Reactor) {
     node.header().state.set(State::Called);
     node.header().key.set(None);
     node.call(reactor);
 }
 
-pub(crate) fn discard(node: &Rc<dyn TimerCall>) {
+pub(crate) fn discard(node: &NodeRef) {
     node.header().state.set(State::Cancelled);
     node.header().key.set(None);
     node.discard();
@@ -92,7 +132,7 @@ pub(crate) fn discard(node: &Rc<dyn TimerCall>) {
 #[derive(Clone)]
 pub struct DelayedCall {
     pub(crate) core: Weak<Core>,
-    pub(crate) node: Rc<dyn TimerCall>,
+    pub(crate) node: NodeRef,
 }
 
 impl DelayedCall {

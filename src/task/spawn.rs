@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use crate::defer::{Deferred, Failure, clear_awaited, pool, take_awaited};
+use crate::defer::{Deferred, Failure, clear_awaited, take_awaited};
+use crate::rc_pool as pool;
 use crate::reactor::Core;
 use crate::{Phase, Reactor, ReactorHandle};
 

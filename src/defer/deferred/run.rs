@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::{Chain, Deferred, Erased, Next, Outcome, Slot};
 use crate::defer::Failure;
-use crate::defer::pool;
+use crate::rc_pool as pool;
 
 /// The result as a run carries it from one step to the next (kept small, so that it stays in
 /// registers).

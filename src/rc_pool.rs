@@ -1,5 +1,5 @@
 //! Recycled `Rc` cells: a thread-local free list of the memory behind Deferred chains
-//! (`Rc<Chain<T>>`) and spawned futures (see `task/spawn.rs`).
+//! (`Rc<Chain<T>>`), spawned futures (`task/spawn.rs`) and timers (`reactor/timer.rs`).
 //!
 //! Most Deferreds live for a few microseconds: made, given callbacks, fired, read and dropped.
 //! Going to the global allocator for each one cost more than running its four callbacks
