@@ -418,7 +418,11 @@ impl Reactor {
     pub fn call_later<F: FnOnce(&Reactor) + 'static>(&self, delay: Duration, f: F) -> DelayedCall {
         let node = timer::node(f);
         let deadline = self.core.deadline_after(delay);
-        let key = self.core.timers.borrow_mut().insert(deadline, node.clone());
+        let key = self.core.timers.borrow_mut().insert_with_slack(
+            deadline,
+            timer::slack_for(delay),
+            node.clone(),
+        );
         timer::set_key(&node, key);
         DelayedCall {
             core: self.weak(),

@@ -98,6 +98,14 @@ pub(crate) fn node<F: FnOnce(&Reactor) + 'static>(f: F) -> NodeRef {
     NodeRef(ManuallyDrop::new(cell))
 }
 
+/// How late past its deadline a call scheduled `delay` ahead may run: 1/32 of the delay, at
+/// most 1 ms, never early. Deadlines that close together then share one wake-up (a stream of
+/// long timers costs one loop pass per millisecond, not one per timer), while a short timer
+/// keeps its precision: a 200 µs delay gets 6 µs.
+pub(crate) fn slack_for(delay: Duration) -> u64 {
+    (delay.as_nanos() / 32).min(1_000_000) as u64
+}
+
 pub(crate) fn set_key(node: &NodeRef, key: TimerKey) {
     node.header().key.set(Some(key));
 }
@@ -161,7 +169,9 @@ impl DelayedCall {
     pub fn reset(&self, delay: Duration) -> Result<(), TimerError> {
         let (core, key) = self.check()?;
         let deadline = core.deadline_after(delay);
-        core.timers.borrow_mut().reschedule(key, deadline, true);
+        let mut timers = core.timers.borrow_mut();
+        timers.set_slack(key, slack_for(delay));
+        timers.reschedule(key, deadline, true);
         Ok(())
     }
 

@@ -72,6 +72,8 @@ struct Entry<T> {
     value: T,
     /// Exact deadline in nanoseconds.
     deadline: u64,
+    /// How late past its deadline the entry may fire, so that wake-ups can be shared.
+    slack: u64,
     /// Sequence number: FIFO tie-breaker for equal deadlines.
     seq: u64,
     /// Stamp of this entry's live due-heap item (meaningful only while `loc == Due`).
@@ -111,6 +113,9 @@ pub(crate) struct Wheel<T> {
     due: BinaryHeap<Reverse<DueItem>>,
     /// Number of live items in `due`.
     due_live: usize,
+    /// The least slack of the entries that went into `due` since it was last empty: a lower
+    /// bound of every live due entry's slack (`u64::MAX` when none is due).
+    due_min_slack: u64,
     /// Current tick: every entry with a tick `<= elapsed` is in `due`.
     elapsed: u64,
     /// Sequence number of the next insert.
@@ -130,6 +135,7 @@ impl<T> Wheel<T> {
             overflow: NIL,
             due: BinaryHeap::new(),
             due_live: 0,
+            due_min_slack: u64::MAX,
             elapsed: 0,
             next_seq: 0,
             next_stamp: 0,
@@ -142,7 +148,19 @@ impl<T> Wheel<T> {
     ///
     /// Only panics if more than `u32::MAX - 1` entries are live at once (memory would be
     /// exhausted long before).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, deadline_ns: u64, value: T) -> TimerKey {
+        self.insert_with_slack(deadline_ns, 0, value)
+    }
+
+    /// [`Wheel::insert`] for an entry that may fire up to `slack_ns` after its deadline (never
+    /// before it), so that [`Wheel::next_wake`] can let it share a wake-up with later ones.
+    pub(crate) fn insert_with_slack(
+        &mut self,
+        deadline_ns: u64,
+        slack_ns: u64,
+        value: T,
+    ) -> TimerKey {
         let seq = self.take_seq();
         let vacant = self.entries.vacant_key();
         let index = u32::try_from(vacant)
@@ -156,6 +174,7 @@ impl<T> Wheel<T> {
         self.entries.insert(Entry {
             value,
             deadline: deadline_ns,
+            slack: slack_ns,
             seq,
             stamp: 0,
             loc: Loc::Detached,
@@ -206,17 +225,31 @@ impl<T> Wheel<T> {
         true
     }
 
+    /// Changes how late a live entry may fire; it takes effect when the entry is next filed
+    /// (call it before [`Wheel::reschedule`]).
+    pub(crate) fn set_slack(&mut self, key: TimerKey, slack_ns: u64) {
+        if let Some(index) = self.live(key) {
+            self.entries[index as usize].slack = slack_ns;
+        }
+    }
+
     /// The sequence number the next insert will get.
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// The time at which the owner must call [`Wheel::pop_expired`] again: never later than
-    /// the earliest live deadline (it may be earlier, e.g. the start of a higher-level slot
-    /// that needs cascading). `None` when empty.
+    /// the earliest live deadline plus the least slack of the due entries, so that no entry
+    /// fires later than its own slack allows (it may be earlier, e.g. the start of a
+    /// higher-level slot that needs cascading). Entries whose deadlines fall before that time
+    /// then fire in the same pass, in deadline order. `None` when empty.
     pub(crate) fn next_wake(&self) -> Option<u64> {
-        // Invariant: the heap top, if any, is a live item (see `tidy_due`).
-        let due = self.due.peek().map(|Reverse(item)| item.deadline);
+        // Invariant: the heap top, if any, is a live item (see `tidy_due`). Entries not yet
+        // due have deadlines past the next slot's start, which the wheel part covers.
+        let due = self
+            .due
+            .peek()
+            .map(|Reverse(item)| item.deadline.saturating_add(self.due_min_slack));
         let wheel = self
             .next_slot()
             .map(|(tick, _)| tick.saturating_mul(1 << TICK_SHIFT));
@@ -282,6 +315,7 @@ impl<T> Wheel<T> {
         self.overflow = NIL;
         self.due.clear();
         self.due_live = 0;
+        self.due_min_slack = u64::MAX;
         self.entries.drain().map(|entry| entry.value).collect()
     }
 
@@ -328,6 +362,7 @@ impl<T> Wheel<T> {
                 index,
                 stamp,
             };
+            self.due_min_slack = self.due_min_slack.min(entry.slack);
             self.due.push(Reverse(item));
             self.due_live += 1;
             return;
@@ -398,6 +433,9 @@ impl<T> Wheel<T> {
 
     /// Keeps the heap top live and rebuilds the heap once stale items dominate.
     fn tidy_due(&mut self) {
+        if self.due_live == 0 {
+            self.due_min_slack = u64::MAX;
+        }
         if self.due.len() > 2 * self.due_live + 64 {
             let entries = &self.entries;
             self.due
@@ -781,6 +819,43 @@ mod tests {
                 .boxed(),
         )) {
             check_against_model(ops)?;
+        }
+    }
+
+    proptest! {
+        /// An owner that sleeps until `next_wake` and then pops everything due fires each entry
+        /// no earlier than its deadline and no later than its slack allows, in deadline order,
+        /// and shares wake-ups between entries whose windows overlap.
+        #[test]
+        fn slack_shares_wake_ups_without_firing_early_or_too_late(
+            timers in proptest::collection::vec((0..50 * MS, 0..2 * MS), 1..200),
+        ) {
+            let mut wheel = Wheel::new();
+            for (i, &(deadline, slack)) in timers.iter().enumerate() {
+                wheel.insert_with_slack(deadline, slack, i);
+            }
+            let mut now = 0;
+            let (mut fired, mut wakes) = (Vec::new(), 0);
+            while let Some(wake) = wheel.next_wake() {
+                prop_assert!(wake >= now, "time never goes back");
+                now = wake;
+                wakes += 1;
+                while let Some((_, i)) = wheel.pop_expired(now, u64::MAX) {
+                    let (deadline, slack) = timers[i];
+                    prop_assert!(deadline <= now, "fired early");
+                    prop_assert!(now <= deadline + slack, "fired later than its slack");
+                    fired.push((deadline, i));
+                }
+            }
+            prop_assert_eq!(fired.len(), timers.len());
+            let mut sorted = fired.clone();
+            sorted.sort();
+            prop_assert_eq!(&fired, &sorted, "deadline order, then scheduling order");
+            // Every entry with 1 ms of slack: no more wake-ups than 1 ms windows (plus the
+            // wheel's own tick boundaries).
+            if timers.iter().all(|&(_, slack)| slack >= MS) {
+                prop_assert!(wakes <= 2 * 50 + 2, "{} wake-ups", wakes);
+            }
         }
     }
 }
