@@ -401,9 +401,12 @@ impl Reactor {
         self.core.epoch.elapsed().as_secs_f64()
     }
 
-    /// Schedules `f` to run `delay` from now. Deadlines are kept to the nanosecond; equal
+    /// Schedules `f` to run `delay` from now: never earlier, and at most 1/32 of `delay` (1 ms
+    /// at most) later than the system's wake-up latency makes it, so that calls due close
+    /// together share one loop pass. Calls run in deadline order, to the nanosecond; equal
     /// deadlines run in the order they were scheduled; a zero delay runs on the next loop
-    /// pass, never inside the current callback.
+    /// pass, never inside the current callback. [`DelayedCall::reset`] and
+    /// [`DelayedCall::delay`] recompute the slack from the new distance to the deadline.
     ///
     /// ```
     /// use std::time::Duration;
@@ -510,7 +513,10 @@ impl Reactor {
         if !core.ready.borrow().is_empty() || !core.closing.borrow().is_empty() {
             return Some(Duration::ZERO);
         }
-        let wake = core.timers.borrow().next_wake()?;
+        let (wake, earliest) = {
+            let timers = core.timers.borrow();
+            (timers.next_wake()?, timers.next_deadline()?)
+        };
         let remaining = wake.saturating_sub(core.now_ns());
         // epoll waits in whole milliseconds (and mio rounds up): wait the whole milliseconds,
         // then let the timerfd wake us for the exact remainder.
@@ -519,11 +525,11 @@ impl Reactor {
         }
         if remaining > 0 {
             if let Some(t) = &core.timerfd {
-                // Round the wake-up up to a 10 µs grain:
-                // dense deadlines then share one wake-up and one timerfd_settime, and none
-                // fires early.
-                let target = wake.div_ceil(TIMER_GRAIN_NS) * TIMER_GRAIN_NS;
-                let delay = remaining + (target - wake);
+                // `wake` is the latest the due timers allow; round it down to a 10 µs grain,
+                // so that dense deadlines share one wake-up and one timerfd_settime, but not
+                // below the earliest deadline (that wake-up would find nothing due).
+                let target = (wake - wake % TIMER_GRAIN_NS).max(earliest).min(wake);
+                let delay = remaining.saturating_sub(wake - target);
                 if t.arm(target, Duration::from_nanos(delay)).is_ok() {
                     return None;
                 }

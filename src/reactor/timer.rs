@@ -187,6 +187,9 @@ impl DelayedCall {
         } else {
             old.saturating_sub(shift)
         };
+        // The slack follows the new distance to the deadline, as for a fresh `call_later`.
+        let ahead = new.saturating_sub(core.now_ns());
+        timers.set_slack(key, slack_for(Duration::from_nanos(ahead)));
         timers.reschedule(key, new, false);
         Ok(())
     }

@@ -97,6 +97,15 @@ struct DueItem {
     stamp: u64,
 }
 
+/// An item of the latest-time heap: when a due entry must have fired at the latest, its slab
+/// `index` and the `stamp` of its due push; live under the same rule as a [`DueItem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct LatestItem {
+    latest: u64,
+    index: u32,
+    stamp: u64,
+}
+
 /// A hierarchical timing wheel holding values of type `T` keyed by [`TimerKey`].
 pub(crate) struct Wheel<T> {
     /// Entry storage.
@@ -113,9 +122,9 @@ pub(crate) struct Wheel<T> {
     due: BinaryHeap<Reverse<DueItem>>,
     /// Number of live items in `due`.
     due_live: usize,
-    /// The least slack of the entries that went into `due` since it was last empty: a lower
-    /// bound of every live due entry's slack (`u64::MAX` when none is due).
-    due_min_slack: u64,
+    /// The same due entries ordered by the latest time each may fire (`deadline + slack`),
+    /// with the same stamps and the same lazy deletion: its top is when the owner must wake.
+    due_latest: BinaryHeap<Reverse<LatestItem>>,
     /// Current tick: every entry with a tick `<= elapsed` is in `due`.
     elapsed: u64,
     /// Sequence number of the next insert.
@@ -135,7 +144,7 @@ impl<T> Wheel<T> {
             overflow: NIL,
             due: BinaryHeap::new(),
             due_live: 0,
-            due_min_slack: u64::MAX,
+            due_latest: BinaryHeap::new(),
             elapsed: 0,
             next_seq: 0,
             next_stamp: 0,
@@ -239,21 +248,27 @@ impl<T> Wheel<T> {
     }
 
     /// The time at which the owner must call [`Wheel::pop_expired`] again: never later than
-    /// the earliest live deadline plus the least slack of the due entries, so that no entry
-    /// fires later than its own slack allows (it may be earlier, e.g. the start of a
-    /// higher-level slot that needs cascading). Entries whose deadlines fall before that time
-    /// then fire in the same pass, in deadline order. `None` when empty.
+    /// any live entry's deadline plus its slack, so that none fires later than its slack
+    /// allows (it may be earlier, e.g. the start of a slot that needs cascading). Entries whose
+    /// deadlines fall before that time then fire in the same pass, in deadline order. `None`
+    /// when empty.
     pub(crate) fn next_wake(&self) -> Option<u64> {
-        // Invariant: the heap top, if any, is a live item (see `tidy_due`). Entries not yet
+        // Invariant: the heap tops, if any, are live items (see `tidy_due`). Entries not yet
         // due have deadlines past the next slot's start, which the wheel part covers.
-        let due = self
-            .due
-            .peek()
-            .map(|Reverse(item)| item.deadline.saturating_add(self.due_min_slack));
-        let wheel = self
-            .next_slot()
-            .map(|(tick, _)| tick.saturating_mul(1 << TICK_SHIFT));
-        due.into_iter().chain(wheel).min()
+        let due = self.due_latest.peek().map(|Reverse(item)| item.latest);
+        due.into_iter().chain(self.next_slot_start()).min()
+    }
+
+    /// The earliest time at which [`Wheel::pop_expired`] can release an entry (or a slot needs
+    /// cascading): waking before it finds nothing to do. `None` when empty.
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        let due = self.due.peek().map(|Reverse(item)| item.deadline);
+        due.into_iter().chain(self.next_slot_start()).min()
+    }
+
+    fn next_slot_start(&self) -> Option<u64> {
+        self.next_slot()
+            .map(|(tick, _)| tick.saturating_mul(1 << TICK_SHIFT))
     }
 
     /// Pops the live entry with the smallest `(deadline, seq)` among those with
@@ -314,8 +329,8 @@ impl<T> Wheel<T> {
         self.occupied = [0; LEVELS];
         self.overflow = NIL;
         self.due.clear();
+        self.due_latest.clear();
         self.due_live = 0;
-        self.due_min_slack = u64::MAX;
         self.entries.drain().map(|entry| entry.value).collect()
     }
 
@@ -341,9 +356,14 @@ impl<T> Wheel<T> {
 
     /// Whether a heap item still represents its entry.
     fn is_current(entries: &Slab<Entry<T>>, item: &DueItem) -> bool {
+        Self::is_current_at(entries, item.index, item.stamp)
+    }
+
+    /// True if the heap item pushed for entry `index` with `stamp` is still that entry's.
+    fn is_current_at(entries: &Slab<Entry<T>>, index: u32, stamp: u64) -> bool {
         entries
-            .get(item.index as usize)
-            .is_some_and(|entry| entry.loc == Loc::Due && entry.stamp == item.stamp)
+            .get(index as usize)
+            .is_some_and(|entry| entry.loc == Loc::Due && entry.stamp == stamp)
     }
 
     /// Files a detached entry: into the due heap if its tick has been reached, else into the
@@ -362,7 +382,11 @@ impl<T> Wheel<T> {
                 index,
                 stamp,
             };
-            self.due_min_slack = self.due_min_slack.min(entry.slack);
+            self.due_latest.push(Reverse(LatestItem {
+                latest: entry.deadline.saturating_add(entry.slack),
+                index,
+                stamp,
+            }));
             self.due.push(Reverse(item));
             self.due_live += 1;
             return;
@@ -433,19 +457,26 @@ impl<T> Wheel<T> {
 
     /// Keeps the heap top live and rebuilds the heap once stale items dominate.
     fn tidy_due(&mut self) {
-        if self.due_live == 0 {
-            self.due_min_slack = u64::MAX;
-        }
+        let entries = &self.entries;
         if self.due.len() > 2 * self.due_live + 64 {
-            let entries = &self.entries;
             self.due
                 .retain(|Reverse(item)| Self::is_current(entries, item));
         }
+        if self.due_latest.len() > 2 * self.due_live + 64 {
+            self.due_latest
+                .retain(|Reverse(item)| Self::is_current_at(entries, item.index, item.stamp));
+        }
         while let Some(Reverse(item)) = self.due.peek() {
-            if Self::is_current(&self.entries, item) {
+            if Self::is_current(entries, item) {
                 break;
             }
             self.due.pop();
+        }
+        while let Some(Reverse(item)) = self.due_latest.peek() {
+            if Self::is_current_at(entries, item.index, item.stamp) {
+                break;
+            }
+            self.due_latest.pop();
         }
     }
 
@@ -857,5 +888,29 @@ mod tests {
                 prop_assert!(wakes <= 2 * 50 + 2, "{} wake-ups", wakes);
             }
         }
+    }
+
+    /// A dense stream of timers with 1 ms of slack keeps sharing wake-ups when timers with no
+    /// slack are mixed in: each of those adds its own wake-up, and only that.
+    #[test]
+    fn entries_without_slack_do_not_stop_the_others_sharing() {
+        let mut wheel = Wheel::new();
+        for i in 0..2000u64 {
+            wheel.insert_with_slack(MS + i * 10_000, MS, i);
+        }
+        for k in 0..5u64 {
+            wheel.insert_with_slack(2 * MS + k * 3 * MS + 1234, 0, 10_000 + k);
+        }
+        let (mut wakes, mut fired) = (0, 0);
+        while let Some(now) = wheel.next_wake() {
+            wakes += 1;
+            while wheel.pop_expired(now, u64::MAX).is_some() {
+                fired += 1;
+            }
+        }
+        assert_eq!(fired, 2005);
+        // 20 ms of stream: about one wake-up per millisecond (slot starts and slack
+        // windows), plus one per slack-free timer.
+        assert!(wakes <= 2 * 21 + 5 + 2, "{wakes} wake-ups");
     }
 }
