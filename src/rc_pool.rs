@@ -209,6 +209,47 @@ pub(crate) fn recycle<V: Recycle>(rc: Rc<V>) {
     }
 }
 
+/// A trait object in a recycled cell that can give the cell back: implemented with
+/// `recycle(self)` by each concrete type, so that a handle to `dyn Trait` can recycle it.
+pub(crate) trait Release {
+    /// Drops this reference, giving the cell back to the pool if it was the last.
+    fn release(self: Rc<Self>);
+}
+
+/// An `Rc` to a possibly unsized value whose last drop recycles its cell (see [`Release`]).
+pub(crate) struct Pooled<T: ?Sized + Release>(mem::ManuallyDrop<Rc<T>>);
+
+impl<T: ?Sized + Release> Pooled<T> {
+    pub(crate) fn new(rc: Rc<T>) -> Self {
+        Pooled(mem::ManuallyDrop::new(rc))
+    }
+
+    /// The value, if this is its only handle.
+    pub(crate) fn get_mut(&mut self) -> Option<&mut T> {
+        Rc::get_mut(&mut self.0)
+    }
+}
+
+impl<T: ?Sized + Release> Clone for Pooled<T> {
+    fn clone(&self) -> Self {
+        Pooled::new(Rc::clone(&self.0))
+    }
+}
+
+impl<T: ?Sized + Release> std::ops::Deref for Pooled<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized + Release> Drop for Pooled<T> {
+    fn drop(&mut self) {
+        // SAFETY: not used again.
+        unsafe { mem::ManuallyDrop::take(&mut self.0) }.release();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

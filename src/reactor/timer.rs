@@ -1,7 +1,6 @@
 //! Delayed calls (Twisted's `IDelayedCall`), stored in the reactor's timing wheel.
 
 use std::cell::Cell;
-use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -26,12 +25,10 @@ pub(crate) struct Header {
 /// A scheduled closure. Header and closure live in one cell (`Rc<Node<F>>` seen as
 /// `Rc<dyn TimerCall>`), taken from the pool of recycled cells, so scheduling a timer usually
 /// allocates nothing.
-pub(crate) trait TimerCall {
+pub(crate) trait TimerCall: pool::Release {
     fn header(&self) -> &Header;
     fn call(&self, reactor: &Reactor);
     fn discard(&self);
-    /// Drops this reference, giving the cell back to the pool if it was the last.
-    fn release(self: Rc<Self>);
 }
 
 struct Node<F> {
@@ -51,6 +48,9 @@ impl<F: FnOnce(&Reactor) + 'static> TimerCall for Node<F> {
     fn discard(&self) {
         drop(self.f.take());
     }
+}
+
+impl<F> pool::Release for Node<F> {
     fn release(self: Rc<Self>) {
         pool::recycle(self);
     }
@@ -65,27 +65,7 @@ impl<F> pool::Recycle for Node<F> {
 
 /// A shared reference to a timer's cell: the wheel holds one and each [`DelayedCall`] one;
 /// whichever goes last gives the cell back to the pool.
-pub(crate) struct NodeRef(ManuallyDrop<Rc<dyn TimerCall>>);
-
-impl Clone for NodeRef {
-    fn clone(&self) -> Self {
-        NodeRef(ManuallyDrop::new(Rc::clone(&self.0)))
-    }
-}
-
-impl Drop for NodeRef {
-    fn drop(&mut self) {
-        // SAFETY: not used again.
-        unsafe { ManuallyDrop::take(&mut self.0) }.release();
-    }
-}
-
-impl std::ops::Deref for NodeRef {
-    type Target = dyn TimerCall;
-    fn deref(&self) -> &Self::Target {
-        &**self.0
-    }
-}
+pub(crate) type NodeRef = pool::Pooled<dyn TimerCall>;
 
 pub(crate) fn node<F: FnOnce(&Reactor) + 'static>(f: F) -> NodeRef {
     let cell: Rc<dyn TimerCall> = pool::rc_new(move || Node {
@@ -95,7 +75,7 @@ pub(crate) fn node<F: FnOnce(&Reactor) + 'static>(f: F) -> NodeRef {
         },
         f: Cell::new(Some(f)),
     });
-    NodeRef(ManuallyDrop::new(cell))
+    NodeRef::new(cell)
 }
 
 /// How late past its deadline a call scheduled `delay` ahead may run: 1/32 of the delay, at

@@ -14,7 +14,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -33,15 +32,13 @@ use crate::{Phase, Reactor, ReactorHandle};
 
 /// A task's future, in a cell recycled through the Deferred cell pool (a task that finishes
 /// at once, the common case for `spawn` of ready work, then costs no trip to the allocator).
-struct LocalTask(ManuallyDrop<Rc<dyn TaskFuture>>);
+struct LocalTask(pool::Pooled<dyn TaskFuture>);
 
 /// A future kept in an `Rc` that is never cloned: its one owner is the task's slab entry, or
 /// the poll in progress, which has taken it out of the slab. `Rc::get_mut` checks that at each
 /// poll; the future never moves until it is dropped in place, which is what pinning asks.
-trait TaskFuture {
+trait TaskFuture: pool::Release {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()>;
-    /// Drops the future and gives the cell back to the pool.
-    fn release(self: Rc<Self>);
 }
 
 struct TaskCell<W> {
@@ -54,7 +51,9 @@ impl<W: Future<Output = ()> + 'static> TaskFuture for TaskCell<W> {
         // dropped in place there (`release`); it is never moved out.
         unsafe { Pin::new_unchecked(&mut self.fut) }.poll(cx)
     }
+}
 
+impl<W> pool::Release for TaskCell<W> {
     fn release(self: Rc<Self>) {
         pool::recycle(self);
     }
@@ -69,20 +68,14 @@ impl<W> pool::Recycle for TaskCell<W> {
 impl LocalTask {
     fn new<W: Future<Output = ()> + 'static>(fut: W) -> Self {
         let cell: Rc<dyn TaskFuture> = pool::rc_new(move || TaskCell { fut });
-        LocalTask(ManuallyDrop::new(cell))
+        LocalTask(pool::Pooled::new(cell))
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Rc::get_mut(&mut self.0)
+        self.0
+            .get_mut()
             .expect("a task's future is never shared")
             .poll(cx)
-    }
-}
-
-impl Drop for LocalTask {
-    fn drop(&mut self) {
-        // SAFETY: not used again.
-        unsafe { ManuallyDrop::take(&mut self.0) }.release();
     }
 }
 
